@@ -1,0 +1,7 @@
+"""inboxsync: Gmail push notifications turned into exactly-once actions."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
