@@ -1,0 +1,73 @@
+"""Build each function's collaborators once per instance, from the environment."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from inboxsync.auth import OidcVerifier
+from inboxsync.config import PushSettings
+from inboxsync.logs import configure_logging, get_logger
+from inboxsync.receiver import PushReceiver
+
+__all__ = ["Lazy", "build_push_receiver"]
+
+_log = get_logger("inboxsync.wiring")
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """Build a value on first use, once, even with concurrent requests."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._value: T | None = None
+
+    def get(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._factory()
+        return self._value
+
+    def reset(self) -> None:
+        with self._lock:
+            self._value = None
+
+
+def build_push_receiver() -> PushReceiver:
+    # Adapters import the Google SDKs; keep that off module import time.
+    from inboxsync.adapters.cloud_tasks import CloudTasksQueue, make_tasks_client
+    from inboxsync.adapters.firestore import FirestoreStore, make_client
+
+    settings = PushSettings.from_env()
+    configure_logging(settings.common.log_level)
+    if settings.common.local_mode:
+        _log.warning(
+            "LOCAL MODE: push requests are NOT authenticated; this must never run"
+            " outside the emulators",
+            extra={"local_mode": True},
+        )
+    store = FirestoreStore(
+        make_client(settings.common), timeout_s=settings.rpc_timeout_s
+    )
+    queue = CloudTasksQueue(
+        make_tasks_client(settings.common.tasks_emulator_host),
+        queue_path=settings.queue_path,
+        target_url=settings.sync_url,
+        service_account=settings.tasks_service_account,
+        audience=settings.sync_audience,
+        timeout_s=settings.rpc_timeout_s,
+    )
+    return PushReceiver(
+        verifier=OidcVerifier(settings.oidc) if settings.oidc.enabled else None,
+        events=store,
+        dead_letters=store,
+        queue=queue,
+        event_ttl=timedelta(days=settings.event_ttl_days),
+        max_body_bytes=settings.max_body_bytes,
+        project=settings.common.project,
+    )
