@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from inboxsync import dist
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,0 +1,41 @@
+# Terraform and provider versions, and the provider settings every resource shares.
+
+terraform {
+  # 1.5+: `check` blocks and data source preconditions are used below.
+  required_version = ">= 1.5, < 2.0"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.0, < 8.0"
+    }
+    # Only for google_project_service_identity (the Pub/Sub service agent),
+    # which the GA provider does not offer.
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = ">= 6.0, < 8.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = ">= 2.4, < 3.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = local.labels
+}
+
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = local.labels
+}
+
+locals {
+  labels = merge({ app = "inboxsync", deployment = var.name_prefix }, var.labels)
+}
