@@ -61,6 +61,10 @@ class SandboxAdmin:
             raise SandboxAdminError(response.status_code, str(message))
         return response.json()
 
+    def close(self) -> None:
+        """Close the pooled HTTP connections."""
+        self._session.close()
+
     @staticmethod
     def _mailbox_path(address: str) -> str:
         return f"mailboxes/{quote(address, safe='@')}"
