@@ -179,6 +179,18 @@ resource "google_cloudfunctions2_function" "run_sync" {
       # Set only when domain-wide delegation is used.
       { for name, value in { INBOXSYNC_DELEGATED_ADMIN = var.delegated_admin } : name => value if value != null },
     )
+
+    # Secrets the rules refer to by environment variable name (forward
+    # actions' signing secrets), resolved when an instance starts.
+    dynamic "secret_environment_variables" {
+      for_each = var.run_sync_secret_env
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
   lifecycle {
@@ -191,5 +203,6 @@ resource "google_cloudfunctions2_function" "run_sync" {
   depends_on = [
     google_project_iam_member.builder,
     google_storage_bucket_iam_member.builder_reads_sources,
+    google_secret_manager_secret_iam_member.run_sync_reads_rule_secrets,
   ]
 }

@@ -173,6 +173,17 @@ resource "google_project_iam_member" "run_sync_reads_refresh_tokens" {
   }
 }
 
+# Secrets mounted into run_sync's environment (run_sync_secret_env), granted
+# one by one so they need not match oauth_secret_prefix.
+resource "google_secret_manager_secret_iam_member" "run_sync_reads_rule_secrets" {
+  for_each = toset(values(var.run_sync_secret_env))
+
+  project   = var.project_id
+  secret_id = each.key
+  role      = "roles/secretmanager.secretAccessor"
+  member    = local.run_sync_member
+}
+
 # Keyless domain-wide delegation: run_sync signs its own JWT through the IAM
 # signJwt API instead of holding a key file, which needs this role on itself.
 resource "google_service_account_iam_member" "run_sync_signs_own_jwt" {

@@ -371,6 +371,20 @@ variable "oauth_secret_prefix" {
   }
 }
 
+variable "run_sync_secret_env" {
+  type        = map(string)
+  description = "Environment variables of run_sync filled from Secret Manager (latest version), as NAME => secret id; e.g. the signing secret a forward action names in its `secret_env` field. The secrets must exist; run_sync gets read access to each."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for name, secret in var.run_sync_secret_env :
+      can(regex("^[A-Z_][A-Z0-9_]*$", name)) && !startswith(name, "INBOXSYNC_") && can(regex("^[A-Za-z0-9_-]{1,255}$", secret))
+    ])
+    error_message = "run_sync_secret_env keys must be UPPER_SNAKE_CASE names outside the INBOXSYNC_ namespace, values secret ids."
+  }
+}
+
 # --- Alerts --------------------------------------------------------------------------
 
 variable "alert_emails" {
