@@ -641,6 +641,17 @@ def test_example_tfvars_only_sets_declared_variables(config: Config) -> None:
     assert required <= set_names
 
 
+def test_deploy_guide_lists_every_variable_and_output(config: Config) -> None:
+    guide = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    names = [
+        block.labels[0] for block in config.blocks("variable") + config.blocks("output")
+    ]
+
+    undocumented = [name for name in names if f"`{name}`" not in guide]
+
+    assert not undocumented
+
+
 def test_reader_handles_templates_heredocs_and_comments(tmp_path: Path) -> None:
     path = tmp_path / "sample.tf"
     path.write_text(
