@@ -1,1 +1,1 @@
-"""The sync engine behind `run_sync`: checkpointed history sync, exactly-once actions."""
+"""The sync engine behind `run_sync`: checkpointed history sync, one run per action."""

@@ -52,7 +52,8 @@ class Mailbox:
     mailbox_id: str
     address: str
     status: str = STATUS_ACTIVE
-    auth: str = "none"
+    auth: str = "none"  # none (sandbox) | delegated | oauth
+    oauth_secret: str | None = None  # Secret Manager secret of an `oauth` mailbox
     checkpoint: int | None = None
     pending_history_id: int = 0
     lease_owner: str | None = None
