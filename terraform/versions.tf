@@ -1,8 +1,8 @@
 # Terraform and provider versions, and the provider settings every resource shares.
 
 terraform {
-  # 1.5+: `check` blocks and data source preconditions are used below.
-  required_version = ">= 1.5, < 2.0"
+  # Preconditions on data sources and startswith() need 1.3 or newer.
+  required_version = ">= 1.3, < 2.0"
 
   required_providers {
     google = {
