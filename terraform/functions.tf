@@ -17,6 +17,8 @@ locals {
   # service accepts as token audience. The function, the push subscription
   # and the Cloud Tasks tasks all use this one string, and a postcondition
   # on each function fails the apply if Google ever reports another URL.
+  # (Cloud Run's deterministic NAME-PROJECT_NUMBER.REGION.run.app address
+  # would also do, but needs the project number and a short enough name.)
   function_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net"
   receive_push_url  = "${local.function_base_url}/${local.receive_push_name}"
   run_sync_url      = "${local.function_base_url}/${local.run_sync_name}"
