@@ -1,0 +1,414 @@
+"""Gmail adapter: googleapiclient behind the sync engine's MailboxGmail interface.
+
+Credentials per mailbox `auth` mode:
+- `none`: the local Gmail sandbox (INBOXSYNC_GMAIL_API_URL), which accepts
+  `Bearer sandbox:<address>` as the caller's identity;
+- `delegated`: Workspace domain-wide delegation. The JWT asserting the user is
+  signed by IAM signJwt for the delegation service account, so no key file
+  exists anywhere;
+- `oauth`: a consumer account's refresh token, kept as JSON
+  `{client_id, client_secret, refresh_token}` in a Secret Manager secret read
+  through its REST API.
+
+Every failure leaves this module as the product's error tree (see `_translate`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import google.auth
+import google_auth_httplib2
+import httplib2
+from google.auth import exceptions as auth_exceptions
+from google.auth import iam
+from google.auth.credentials import Credentials as BaseCredentials
+from google.auth.transport.requests import AuthorizedSession, Request
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
+
+from inboxsync.errors import (
+    ConfigError,
+    CredentialsRevoked,
+    GmailRateLimited,
+    GmailRequestRejected,
+    GmailUnavailable,
+    HistoryExpired,
+    InboxsyncError,
+    MessageGone,
+)
+from inboxsync.sync.models import (
+    GmailMessage,
+    HistoryChange,
+    HistoryPage,
+    Mailbox,
+    MessageFormat,
+    MessagePage,
+)
+
+__all__ = ["GmailApiConnector", "GmailApiMailbox", "translate_error"]
+
+GMAIL_ROOT = "https://gmail.googleapis.com/"
+TOKEN_URI = "https://oauth2.googleapis.com/token"
+SECRET_MANAGER = "https://secretmanager.googleapis.com/v1/"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+METADATA_HEADERS = ["From", "To", "Subject", "Date"]
+_RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
+_HISTORY_TYPES = ["messageAdded", "labelAdded"]
+_HISTORY_PAGE_SIZE = 500
+
+
+class GmailApiConnector:
+    """Builds an authorised Gmail client per mailbox; credentials are cached."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str | None,
+        scopes: Sequence[str],
+        timeout_s: float = 30.0,
+        delegation_account: str | None = None,
+    ) -> None:
+        self._root = (api_url or GMAIL_ROOT).rstrip("/") + "/"
+        self._sandbox = api_url is not None
+        self._scopes = list(scopes)
+        self._timeout_s = timeout_s
+        self._delegation_account = delegation_account
+        self._lock = threading.Lock()
+        self._cache: dict[str, BaseCredentials] = {}
+        self._source: tuple[BaseCredentials, str | None] | None = None
+
+    def for_mailbox(self, mailbox: Mailbox) -> GmailApiMailbox:
+        credentials = self._credentials(mailbox)
+        http = google_auth_httplib2.AuthorizedHttp(
+            credentials, http=httplib2.Http(timeout=int(self._timeout_s))
+        )
+        options = {"api_endpoint": self._root} if self._sandbox else None
+        service = build(
+            "gmail",
+            "v1",
+            http=http,
+            client_options=options,
+            static_discovery=True,
+            cache_discovery=False,
+        )
+        return GmailApiMailbox(service, batch_uri=f"{self._root}batch/gmail/v1")
+
+    def _credentials(self, mailbox: Mailbox) -> BaseCredentials:
+        with self._lock:
+            cached = self._cache.get(mailbox.mailbox_id)
+            if cached is not None:
+                return cached
+            credentials = self._new_credentials(mailbox)
+            self._cache[mailbox.mailbox_id] = credentials
+            return credentials
+
+    def _new_credentials(self, mailbox: Mailbox) -> BaseCredentials:
+        if mailbox.auth == "none":
+            if not self._sandbox:
+                raise CredentialsRevoked(
+                    "mailbox is registered with auth=none, which only the local Gmail"
+                    " sandbox accepts"
+                )
+            return user_credentials.Credentials(token=f"sandbox:{mailbox.address}")  # type: ignore[no-untyped-call]
+        if mailbox.auth == "delegated":
+            return self._delegated(mailbox.address)
+        if mailbox.auth == "oauth":
+            return self._oauth(mailbox)
+        raise CredentialsRevoked(f"unknown auth mode {mailbox.auth!r} on the mailbox")
+
+    def _source_credentials(self) -> tuple[BaseCredentials, str | None]:
+        if self._source is None:
+            credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM])
+            self._source = (
+                credentials,
+                getattr(credentials, "service_account_email", None),
+            )
+        return self._source
+
+    def _delegated(self, address: str) -> BaseCredentials:
+        source, own_email = self._source_credentials()
+        account = self._delegation_account or own_email
+        if not account or account == "default":
+            # Compute credentials learn their e-mail only on the first refresh.
+            try:
+                source.refresh(Request())  # type: ignore[no-untyped-call]
+            except auth_exceptions.GoogleAuthError as exc:
+                raise GmailUnavailable(
+                    f"could not load the runtime identity: {exc}"
+                ) from exc
+            account = getattr(source, "service_account_email", None)
+        if not account:
+            raise ConfigError(
+                "INBOXSYNC_DELEGATED_ADMIN must name the service account authorised for"
+                " domain-wide delegation"
+            )
+        signer = iam.Signer(Request(), source, account)  # type: ignore[no-untyped-call]
+        return service_account.Credentials(  # type: ignore[no-untyped-call]
+            signer,
+            account,
+            TOKEN_URI,
+            scopes=self._scopes,
+            subject=address,
+        )
+
+    def _oauth(self, mailbox: Mailbox) -> BaseCredentials:
+        if not mailbox.oauth_secret:
+            raise CredentialsRevoked("auth=oauth mailbox has no oauthSecret")
+        source, _ = self._source_credentials()
+        name = mailbox.oauth_secret
+        if "/versions/" not in name:
+            name += "/versions/latest"
+        session = AuthorizedSession(source)  # type: ignore[no-untyped-call]
+        try:
+            response = session.get(
+                f"{SECRET_MANAGER}{name}:access", timeout=self._timeout_s
+            )
+        except Exception as exc:  # requests' errors: a network problem
+            raise GmailUnavailable(
+                f"Secret Manager unreachable: {type(exc).__name__}"
+            ) from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise GmailUnavailable(f"Secret Manager answered {response.status_code}")
+        if response.status_code != 200:
+            raise CredentialsRevoked(
+                f"cannot read the mailbox's OAuth secret: HTTP {response.status_code}"
+            )
+        try:
+            encoded = response.json()["payload"]["data"]
+            info = json.loads(base64.b64decode(encoded))
+            return user_credentials.Credentials(  # type: ignore[no-untyped-call]
+                None,
+                refresh_token=info["refresh_token"],
+                client_id=info["client_id"],
+                client_secret=info["client_secret"],
+                token_uri=info.get("token_uri", TOKEN_URI),
+                scopes=self._scopes,
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CredentialsRevoked(
+                "the OAuth secret must be JSON with client_id, client_secret and"
+                f" refresh_token ({type(exc).__name__})"
+            ) from None
+
+
+class GmailApiMailbox:
+    """MailboxGmail over one googleapiclient service (userId `me`)."""
+
+    def __init__(self, service: Any, *, batch_uri: str) -> None:
+        self._service = service
+        self._batch_uri = batch_uri
+
+    def _execute(self, method: str, request: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = request.execute(num_retries=0)
+        except Exception as exc:
+            raise translate_error(method, exc) from exc
+        return result
+
+    def get_profile_history_id(self) -> int:
+        profile = self._execute(
+            "getProfile", self._service.users().getProfile(userId="me")
+        )
+        return int(profile["historyId"])
+
+    def list_history(
+        self, start_history_id: int, page_token: str | None
+    ) -> HistoryPage:
+        request = (
+            self._service.users()
+            .history()
+            .list(
+                userId="me",
+                startHistoryId=str(start_history_id),
+                historyTypes=_HISTORY_TYPES,
+                maxResults=_HISTORY_PAGE_SIZE,
+                pageToken=page_token,
+            )
+        )
+        response = self._execute("history.list", request)
+        changes: list[HistoryChange] = []
+        last_id: int | None = None
+        for record in response.get("history", []):
+            last_id = int(record["id"])
+            for added in record.get("messagesAdded", []):
+                changes.append(HistoryChange(added["message"]["id"], "added"))
+            for labelled in record.get("labelsAdded", []):
+                changes.append(
+                    HistoryChange(
+                        labelled["message"]["id"],
+                        "labels",
+                        frozenset(labelled.get("labelIds", [])),
+                    )
+                )
+        return HistoryPage(
+            changes=tuple(changes),
+            last_record_id=last_id,
+            response_history_id=int(response["historyId"]),
+            next_page_token=response.get("nextPageToken") or None,
+        )
+
+    def list_messages(
+        self, query: str, page_token: str | None, page_size: int
+    ) -> MessagePage:
+        request = (
+            self._service.users()
+            .messages()
+            .list(userId="me", q=query, maxResults=page_size, pageToken=page_token)
+        )
+        response = self._execute("messages.list", request)
+        ids = tuple(item["id"] for item in response.get("messages", []))
+        return MessagePage(ids, response.get("nextPageToken") or None)
+
+    def get_messages(
+        self, message_ids: Sequence[str], fmt: MessageFormat
+    ) -> Mapping[str, GmailMessage | None]:
+        if len(message_ids) > 50:
+            raise ValueError("at most 50 messages per batch")
+        answers: dict[str, tuple[Any, Exception | None]] = {}
+
+        def collect(
+            request_id: str, response: Any, exception: Exception | None
+        ) -> None:
+            answers[request_id] = (response, exception)
+
+        batch = BatchHttpRequest(callback=collect, batch_uri=self._batch_uri)
+        for message_id in message_ids:
+            extra = (
+                {"metadataHeaders": METADATA_HEADERS}
+                if fmt is MessageFormat.METADATA
+                else {}
+            )
+            batch.add(
+                self._service.users()
+                .messages()
+                .get(userId="me", id=message_id, format=fmt.api_name, **extra),
+                request_id=message_id,
+            )
+        try:
+            batch.execute()
+        except Exception as exc:
+            raise translate_error("batch", exc) from exc
+
+        fetched: dict[str, GmailMessage | None] = {}
+        for message_id in message_ids:
+            response, exception = answers.get(message_id, (None, None))
+            if exception is not None:
+                error = translate_error("messages.get", exception)
+                if isinstance(error, MessageGone):
+                    fetched[message_id] = None
+                    continue
+                raise error from exception
+            if response is None:
+                raise GmailUnavailable("batch answer lacks a part")
+            fetched[message_id] = parse_message(response)
+        return fetched
+
+    def add_labels(self, message_id: str, label_ids: Sequence[str]) -> None:
+        request = (
+            self._service.users()
+            .messages()
+            .modify(userId="me", id=message_id, body={"addLabelIds": list(label_ids)})
+        )
+        self._execute("messages.modify", request)
+
+
+def parse_message(data: Mapping[str, Any]) -> GmailMessage:
+    payload = data.get("payload") or {}
+    headers = {
+        str(h.get("name", "")).lower(): str(h.get("value", ""))
+        for h in payload.get("headers", [])
+    }
+    return GmailMessage(
+        message_id=str(data["id"]),
+        thread_id=str(data.get("threadId", "")),
+        label_ids=frozenset(data.get("labelIds", [])),
+        headers=headers,
+        has_attachment=_has_attachment(payload),
+        snippet=str(data.get("snippet", "")),
+        internal_date_ms=int(data.get("internalDate") or 0),
+        size_estimate=int(data.get("sizeEstimate") or 0),
+    )
+
+
+def _has_attachment(part: Mapping[str, Any]) -> bool:
+    body = part.get("body") or {}
+    if part.get("filename") or body.get("attachmentId"):
+        return True
+    return any(_has_attachment(child) for child in part.get("parts", []))
+
+
+def translate_error(method: str, exc: BaseException) -> InboxsyncError:
+    """Map a googleapiclient / google-auth / socket failure onto the error tree."""
+    if isinstance(exc, InboxsyncError):
+        return exc
+    if isinstance(exc, HttpError):
+        status = int(exc.resp.status)
+        reasons = _reasons(exc)
+        detail = f"Gmail {method} answered {status} {','.join(sorted(reasons))}".strip()
+        if status == 404 and method == "history.list":
+            return HistoryExpired(detail)
+        if status == 404 and method == "messages.get":
+            return MessageGone(detail)
+        if status == 429 or (status == 403 and reasons & _RATE_REASONS):
+            return GmailRateLimited(detail, retry_after_s=_retry_after(exc))
+        if status == 401:
+            return CredentialsRevoked(detail)
+        if status >= 500 or status == 408:
+            return GmailUnavailable(detail, retry_after_s=_retry_after(exc))
+        return GmailRequestRejected(detail)
+    if isinstance(exc, auth_exceptions.RefreshError):
+        if getattr(exc, "retryable", False):
+            return GmailUnavailable(f"token refresh failed for {method}, will retry")
+        # invalid_grant (revoked or expired refresh token), unauthorized_client
+        # (delegation not granted): retrying cannot help.
+        return CredentialsRevoked(f"token refresh failed for {method}: {exc}")
+    if isinstance(
+        exc,
+        auth_exceptions.TransportError
+        | httplib2.HttpLib2Error
+        | socket.timeout
+        | OSError,
+    ):
+        return GmailUnavailable(f"Gmail {method} failed: {type(exc).__name__}")
+    return GmailUnavailable(f"Gmail {method} failed unexpectedly: {type(exc).__name__}")
+
+
+def _reasons(exc: HttpError) -> set[str]:
+    found: set[str] = set()
+    try:
+        error = json.loads(exc.content).get("error", {})
+    except (ValueError, AttributeError, TypeError):
+        return found
+    for item in error.get("errors", []) or []:
+        if isinstance(item, dict) and item.get("reason"):
+            found.add(str(item["reason"]))
+    for item in error.get("details", []) or []:
+        if isinstance(item, dict) and item.get("reason"):
+            found.add(str(item["reason"]))
+    if error.get("status") == "RESOURCE_EXHAUSTED":
+        found.add("rateLimitExceeded")
+    return found
+
+
+def _retry_after(exc: HttpError) -> float | None:
+    value = exc.resp.get("retry-after") if hasattr(exc.resp, "get") else None
+    if not value:
+        return None
+    if str(value).isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    return max(1.0, (when - datetime.now(UTC)).total_seconds())
