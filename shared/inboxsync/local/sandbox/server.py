@@ -22,7 +22,7 @@ _HOST = "127.0.0.1"
 _IDLE_CONNECTION_TIMEOUT_S = 30.0
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 # How quickly stop() is noticed; the default half second adds up in test suites.
-_POLL_INTERVAL_S = 0.05
+_POLL_INTERVAL_S = 0.02
 
 
 class _HttpServer(ThreadingHTTPServer):
