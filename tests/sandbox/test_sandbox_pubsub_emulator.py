@@ -74,9 +74,10 @@ def _wait_until_ready(process: subprocess.Popen[bytes], host: str) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"Pub/Sub emulator exited with {process.returncode}")
         try:
-            if requests.get(f"http://{host}/v1/projects/p/topics", timeout=1).ok:
+            if requests.get(f"http://{host}/v1/projects/p/topics", timeout=5).ok:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # Refused before it listens; slow to answer while the JVM warms up.
             pass
         # Polling for a process to come up, not timing anything under test.
         time.sleep(0.1)

@@ -320,9 +320,7 @@ class SandboxApp:
             self.state.count_call(name)
             user = _resolve_user(unquote(match.group("user")), headers)
             self._apply_fault(name, user)
-            if not self.state.has_mailbox(user):
-                # Raises Gmail's "mail service not enabled" error.
-                self.state.get_profile(user)
+            self.state.require_mailbox(user)
             return handler(self.state, user, _Call(match, query, headers, body))
 
         raise SandboxError(404, f"No Gmail method at {method} {path} in the sandbox")

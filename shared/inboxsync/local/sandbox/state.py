@@ -353,9 +353,10 @@ class SandboxState:
             )
         return mailbox
 
-    def has_mailbox(self, address: str) -> bool:
+    def require_mailbox(self, address: str) -> None:
+        """Raise Gmail's "mail service not enabled" error for an unknown address."""
         with self._lock:
-            return address.lower() in self._mailboxes
+            self._mailbox(address)
 
     def _next_history_id(self, mailbox: _Mailbox) -> int:
         # Seeded per (mailbox, current id): deterministic, and nothing to persist.
