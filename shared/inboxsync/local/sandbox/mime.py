@@ -21,9 +21,12 @@ __all__ = [
     "AttachmentSpec",
     "MessageSummary",
     "attachment_bytes",
+    "attachment_id_for",
     "b64url_decode",
     "b64url_encode",
     "build_rfc822",
+    "filler_bytes",
+    "parse_attachment_id",
     "render_payload",
     "summarize",
 ]
