@@ -39,7 +39,7 @@ run: install ## start the whole local stack and run the demo (Ctrl-C stops it)
 	INBOXSYNC_TASKS_PYTHON=$(abspath $(TASKS_VENV))/bin/python $(VENV)/bin/inboxsync local run
 
 bench: install ## benchmarks: print figures next to an in-run baseline
-	INBOXSYNC_TASKS_PYTHON=$(abspath $(TASKS_VENV))/bin/python $(PY) -m inboxsync.bench
+	INBOXSYNC_TASKS_PYTHON=$(abspath $(TASKS_VENV))/bin/python $(PY) -m inboxsync.local.bench
 
 dist: $(VENV)/.installed ## build one deployable source folder per function under build/dist
 	$(PY) -m inboxsync.dist build/dist

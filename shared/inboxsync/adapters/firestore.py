@@ -6,6 +6,8 @@ collection names in one place.
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -46,8 +48,10 @@ STATE_DISPATCHED = "dispatched"
 def make_client(common: CommonSettings) -> firestore.Client:
     """A Firestore client; against the emulator when FIRESTORE_EMULATOR_HOST is set."""
     if common.firestore_emulator_host:
-        # The SDK reads FIRESTORE_EMULATOR_HOST itself; anonymous credentials
-        # keep it from looking for Application Default Credentials.
+        # The SDK takes the emulator address only from the environment; settings
+        # may come from elsewhere (tests, benchmarks), so put it there.
+        # Anonymous credentials keep it from looking for real ones.
+        os.environ["FIRESTORE_EMULATOR_HOST"] = common.firestore_emulator_host
         return firestore.Client(
             project=common.project,
             database=common.firestore_database,
