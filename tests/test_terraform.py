@@ -642,7 +642,7 @@ def test_example_tfvars_only_sets_declared_variables(config: Config) -> None:
 
 
 def test_deploy_guide_lists_every_variable_and_output(config: Config) -> None:
-    guide = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    guide = (REPO_ROOT / "terraform" / "README.md").read_text()
     names = [
         block.labels[0] for block in config.blocks("variable") + config.blocks("output")
     ]

@@ -8,6 +8,7 @@ import functions_framework
 from inboxsync.errors import ConfigError
 from inboxsync.http import (
     config_error_response,
+    header_map,
     read_body,
     request_fields,
     status_response,
@@ -31,7 +32,5 @@ def run_sync(request: flask.Request) -> flask.Response:
 
     body, truncated = read_body(request, worker.max_body_bytes)
     with bind(**request_fields(request, worker.project)):
-        outcome = worker.handle(
-            SyncRequest(dict(request.headers.items()), body, truncated)
-        )
+        outcome = worker.handle(SyncRequest(header_map(request), body, truncated))
     return status_response(outcome.status, outcome.detail, outcome.retry_after_s)

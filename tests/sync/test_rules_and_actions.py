@@ -131,7 +131,7 @@ def test_invalid_rules_name_file_rule_and_field(
 
 
 def test_example_rules_file_loads_and_builds(tmp_path: Path) -> None:
-    rules = load_rules(REPO / "rules.example.toml")
+    rules = load_rules(REPO / "shared" / "rules.example.toml")
     context = BuildContext({"INBOXSYNC_FORWARD_SECRET": SECRET}, requests.Session())
 
     built = build_actions(rules, context)

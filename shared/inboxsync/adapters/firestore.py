@@ -7,7 +7,6 @@ collection names in one place.
 from __future__ import annotations
 
 import os
-
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime

@@ -12,7 +12,9 @@ import argparse
 import base64
 import json
 import logging
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -138,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pushes", type=int, default=1000)
     args = parser.parse_args(argv)
+    # A SIGTERM (e.g. from `timeout`) must still run the clean-up below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with tempfile.TemporaryDirectory(prefix="inboxsync-bench-") as tmp:
         work = Path(tmp)

@@ -116,6 +116,9 @@ def _check_port_free(name: str, port: int) -> None:
     import socket
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers themselves do: closed connections in TIME_WAIT on the
+        # port do not make it busy, a listening socket does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -138,7 +141,7 @@ class LocalStack:
         self.state_dir = state_dir or default_state_dir()
         self.log_dir = self.state_dir / "logs"
         self.project = project
-        self.rules_file = rules_file or repo_root() / "rules.local.toml"
+        self.rules_file = rules_file or Path(__file__).with_name("rules.local.toml")
         self.extra_env = extra_env or {}
         self._processes: list[ManagedProcess] = []
         self._ports = self._choose_ports(base_port)
@@ -193,7 +196,6 @@ class LocalStack:
                 "inboxsync.local.sandbox",
                 f"--port={ports['gmail_sandbox']}",
                 f"--pubsub-host={pubsub.address}",
-                f"--state-file={self.state_dir / 'sandbox-state.json'}",
             ],
             address=f"{HOST}:{ports['gmail_sandbox']}",
             log_dir=self.log_dir,

@@ -3,7 +3,7 @@
 A rule has a name, a `match` table (every given matcher must hold) and a list
 of action names; actions are declared once under `[actions.NAME]` and may be
 shared by several rules (an action runs at most once per message however many
-rules name it). `rules.example.toml` at the repository root documents the
+rules name it). `shared/rules.example.toml` documents the
 format. Every validation error names the file, the rule or action, and the field.
 """
 

@@ -1,0 +1,210 @@
+"""The `inboxsync` command: run and drive the local stack.
+
+Exit codes: 0 success, 1 no local stack running / request refused, 2 bad
+arguments or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inboxsync.errors import ConfigError
+
+if TYPE_CHECKING:
+    from inboxsync.local.control import StackClient
+
+__all__ = ["main"]
+
+NO_STACK = (
+    "no local stack is running (start one with `make run`, or set"
+    " INBOXSYNC_STACK_DIR to the folder of the one you started)"
+)
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _client() -> StackClient:
+    from inboxsync.local.control import StackClient
+    from inboxsync.local.stack import read_status
+
+    status = read_status()
+    if status is None:
+        raise CliError(NO_STACK, 1)
+    return StackClient(status)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from inboxsync.local.stack import read_status
+
+    status = read_status()
+    if status is None:
+        raise CliError(NO_STACK, 1)
+    if args.json:
+        print(status.to_json())
+    else:
+        for key in ("push_url", "sync_url", "gmail_api_url", "rules_file", "log_dir"):
+            print(f"{key:22} {getattr(status, key)}")
+        for key in (
+            "firestore_emulator_host",
+            "pubsub_emulator_host",
+            "tasks_emulator_host",
+        ):
+            print(f"{key:22} {getattr(status, key)}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from inboxsync.local.demo import run_stack
+
+    rules = Path(args.rules) if args.rules else None
+    return run_stack(base_port=args.base_port, rules_file=rules, demo=not args.no_demo)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    try:
+        json.loads(args.data)
+    except ValueError as exc:
+        raise CliError(f"--data is not JSON: {exc}", 2) from None
+    client = _client()
+    try:
+        response = client.push(args.data, args.message_id)
+    finally:
+        client.close()
+    print(response.status_code)
+    return 0 if response.ok else 1
+
+
+def _cmd_add_mailbox(args: argparse.Namespace) -> int:
+    client = _client()
+    try:
+        result = client.add_mailbox(args.address)
+    finally:
+        client.close()
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_deliver(args: argparse.Namespace) -> int:
+    if args.count < 1 or args.count > 1000:
+        raise CliError("--count must be between 1 and 1000", 2)
+    client = _client()
+    try:
+        message_ids = client.deliver(
+            args.address,
+            subject=args.subject,
+            sender=args.sender,
+            labels=args.label or None,
+            attachments=args.attachment or None,
+            count=args.count,
+        )
+    finally:
+        client.close()
+    print("\n".join(message_ids))
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    client = _client()
+    try:
+        print(client.publish(args.address, args.history_id))
+    finally:
+        client.close()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inboxsync", description=__doc__.splitlines()[0]
+    )
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    local = groups.add_parser("local", help="the local stack").add_subparsers(
+        dest="command", required=True
+    )
+    run = local.add_parser("run", help="start the stack and run the demo until Ctrl-C")
+    run.add_argument(
+        "--base-port",
+        type=int,
+        default=None,
+        help="first of six consecutive ports (0: any free ports)",
+    )
+    run.add_argument("--rules", help="rules file (default: the bundled local rules)")
+    run.add_argument("--no-demo", action="store_true", help="start the stack only")
+    run.set_defaults(func=_cmd_run)
+    status = local.add_parser(
+        "status", help="where each part of the running stack listens"
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(func=_cmd_status)
+    push = local.add_parser("push", help="POST a push envelope to receive_push")
+    push.add_argument(
+        "--data",
+        required=True,
+        help='notification JSON, e.g. \'{"emailAddress":"a@b.c","historyId":5}\'',
+    )
+    push.add_argument("--message-id", help="Pub/Sub message id (same id = duplicate)")
+    push.set_defaults(func=_cmd_push)
+
+    sandbox = groups.add_parser("sandbox", help="the Gmail sandbox").add_subparsers(
+        dest="command", required=True
+    )
+    add = sandbox.add_parser("add-mailbox", help="create, register and watch a mailbox")
+    add.add_argument("address")
+    add.set_defaults(func=_cmd_add_mailbox)
+    deliver = sandbox.add_parser(
+        "deliver", help="deliver mail; prints the new message ids"
+    )
+    deliver.add_argument("address")
+    deliver.add_argument("--subject")
+    deliver.add_argument("--sender")
+    deliver.add_argument("--label", action="append", help="label name (repeatable)")
+    deliver.add_argument("--attachment", action="append", help="file name (repeatable)")
+    deliver.add_argument("--count", type=int, default=1)
+    deliver.set_defaults(func=_cmd_deliver)
+    publish = sandbox.add_parser(
+        "publish", help="publish a notification without new mail"
+    )
+    publish.add_argument("address")
+    publish.add_argument("--history-id", type=int)
+    publish.set_defaults(func=_cmd_publish)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except CliError as exc:
+        print(f"inboxsync: {exc}", file=sys.stderr)
+        return exc.code
+    except ConfigError as exc:
+        print(f"inboxsync: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the one place that turns any failure into a line
+        from inboxsync.local.sandbox import SandboxAdminError
+
+        if isinstance(exc, SandboxAdminError):
+            print(f"inboxsync: sandbox refused: {exc}", file=sys.stderr)
+            return 1
+        import requests
+
+        if isinstance(exc, requests.RequestException):
+            print(f"inboxsync: the local stack did not answer: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
