@@ -1,0 +1,285 @@
+"""The whole local stack as separate processes, driven like a user would.
+
+Emulators, the Gmail sandbox and both functions run as their own processes;
+the test delivers mail, injects duplicate notifications and checks that every
+message was processed and every action done exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from standardwebhooks import Webhook
+
+from inboxsync.local.control import StackClient
+from inboxsync.local.stack import LocalStack, StackStatus, wait_until
+
+pytestmark = [pytest.mark.emulators, pytest.mark.e2e]
+
+SECRET = "whsec_" + base64.b64encode(b"inboxsync-e2e-signing-key-32byte").decode()
+MAILBOXES = ["ann@example.com", "ben@example.org", "cat@example.net"]
+
+
+class WebhookSink:
+    """A real HTTP endpoint that verifies Standard Webhooks signatures."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        sink = self
+        verifier = Webhook(SECRET)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    event = verifier.verify(body, dict(self.headers.items()))
+                except Exception:
+                    sink.bad_signatures += 1
+                    self.send_response(401)
+                else:
+                    event["webhook_id"] = self.headers["webhook-id"]
+                    sink.deliveries.append(event)
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[WebhookSink]:
+    server = WebhookSink()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    sink: WebhookSink, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LocalStack, StackStatus]]:
+    work = tmp_path_factory.mktemp("stack")
+    rules = work / "rules.toml"
+    rules.write_text(
+        f"""
+[actions.keep]
+type = "record"
+
+[actions.hook]
+type = "forward"
+url = "{sink.url}"
+secret_env = "E2E_FORWARD_SECRET"
+
+[actions.star]
+type = "label"
+label_ids = ["STARRED"]
+
+[[rules]]
+name = "everything-in-inbox"
+actions = ["keep", "hook"]
+[rules.match]
+labels = ["INBOX"]
+
+[[rules]]
+name = "urgent"
+actions = ["star", "hook"]
+[rules.match]
+subject = "urgent"
+"""
+    )
+    local = LocalStack(
+        state_dir=work / "state",
+        base_port=0,
+        rules_file=rules,
+        extra_env={"E2E_FORWARD_SECRET": SECRET},
+    )
+    status = local.start()
+    try:
+        yield local, status
+    finally:
+        pids = list(status.processes.values())
+        local.stop()
+        for pid in pids:  # nothing the stack started may outlive it
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+
+
+def cli(status: StackStatus, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "INBOXSYNC_STACK_DIR": str(Path(status.log_dir).parent)}
+    return subprocess.run(
+        [sys.executable, "-m", "inboxsync.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_status_json_describes_the_running_stack(
+    stack: tuple[LocalStack, StackStatus],
+) -> None:
+    _, status = stack
+
+    result = cli(status, "local", "status", "--json")
+
+    assert result.returncode == 0, result.stderr
+    described = json.loads(result.stdout)
+    for key in (
+        "project",
+        "push_url",
+        "sync_url",
+        "gmail_api_url",
+        "firestore_emulator_host",
+        "pubsub_emulator_host",
+        "tasks_emulator_host",
+        "topic",
+        "subscription",
+        "queue",
+        "rules_file",
+    ):
+        assert described[key] == getattr(status, key)
+
+
+def test_every_message_processed_and_every_action_done_once(
+    stack: tuple[LocalStack, StackStatus], sink: WebhookSink
+) -> None:
+    _, status = stack
+    client = StackClient(status)
+    try:
+        for address in MAILBOXES:
+            added = cli(status, "sandbox", "add-mailbox", address)
+            assert added.returncode == 0, added.stderr
+
+        delivered: dict[str, str] = {}
+        for round_number in range(4):
+            # Round 0 goes through the CLI, the rest through the same client
+            # code in-process (a CLI call costs a Python start-up).
+            by_cli = round_number == 0
+            for address in MAILBOXES:
+                subject = (
+                    "URGENT outage" if round_number == 1 else f"note {round_number}"
+                )
+                if by_cli:
+                    out = cli(
+                        status,
+                        "sandbox",
+                        "deliver",
+                        address,
+                        "--subject",
+                        subject,
+                        "--count",
+                        "2",
+                    )
+                    assert out.returncode == 0, out.stderr
+                    new_ids = out.stdout.split()
+                else:
+                    new_ids = client.deliver(address, subject=subject, count=2)
+                delivered.update({gmail_id: address for gmail_id in new_ids})
+            # Duplicate notifications through Pub/Sub (Gmail may repeat itself)
+            # and a redelivered push with the same Pub/Sub message id.
+            for address in MAILBOXES:
+                for _ in range(2):
+                    if by_cli:
+                        assert (
+                            cli(status, "sandbox", "publish", address).returncode == 0
+                        )
+                    else:
+                        client.publish(address)
+            data = json.dumps({"emailAddress": MAILBOXES[0], "historyId": 1})
+            for _ in range(2):
+                if by_cli:
+                    pushed = cli(
+                        status,
+                        "local",
+                        "push",
+                        "--data",
+                        data,
+                        "--message-id",
+                        "again-0",
+                    )
+                    assert pushed.stdout.strip() == "204"
+                else:
+                    assert client.push(data, f"again-{round_number}").status_code == 204
+        # Gmail drops notifications beyond one per second per mailbox, so the
+        # last deliveries may have none: one more notification each, a second
+        # later, stands for the next mail or the scheduled catch-up.
+        wait_until(lambda: False, timeout_s=1.1)
+        for address in MAILBOXES:
+            client.publish(address)
+
+        assert len(delivered) == 4 * 3 * 2
+        assert wait_until(
+            lambda: all(client.message_done(a, m) for m, a in delivered.items()),
+            timeout_s=90,
+            interval_s=0.25,
+        ), f"not all synced; logs in {status.log_dir}"
+        urgent = len(MAILBOXES) * 2
+        # `hook` is named by both rules, but an action runs once per message.
+        expected_hooks = len(delivered)
+        assert wait_until(lambda: len(sink.deliveries) >= expected_hooks, timeout_s=30)
+        wait_until(lambda: False, timeout_s=2)  # room for any extra (wrong) delivery
+
+        counts = client.counts()
+        assert counts.messages == Counter({"done": len(delivered)})
+        # keep + hook per message, star + hook (same hook action: once) per urgent one.
+        assert counts.actions == Counter({"done": 2 * len(delivered) + urgent})
+        per_message = Counter(d["data"]["message"]["messageId"] for d in sink.deliveries)
+        assert set(per_message) == set(delivered)
+        assert sink.bad_signatures == 0
+        # One forward per message action record: no repeats.
+        assert (
+            Counter(d["webhook_id"] for d in sink.deliveries).most_common(1)[0][1] == 1
+        )
+        assert len(sink.deliveries) == expected_hooks
+        assert dict(counts.dead_letters) == {}
+    finally:
+        client.close()
+
+
+def test_cli_without_a_stack_exits_1_with_a_message(tmp_path: Path) -> None:
+    env = {**os.environ, "INBOXSYNC_STACK_DIR": str(tmp_path)}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "inboxsync.cli", "local", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "no local stack is running" in result.stderr
+
+
+def test_starting_twice_is_refused_and_leaves_the_first_running(
+    stack: tuple[LocalStack, StackStatus],
+) -> None:
+    local, status = stack
+    second = LocalStack(
+        state_dir=local.state_dir, base_port=0, rules_file=Path(status.rules_file)
+    )
+
+    with pytest.raises(Exception, match="already running"):
+        second.start()
+
+    assert local.dead_processes() == []
