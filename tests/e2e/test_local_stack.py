@@ -242,7 +242,9 @@ def test_every_message_processed_and_every_action_done_once(
         assert counts.messages == Counter({"done": len(delivered)})
         # keep + hook per message, star + hook (same hook action: once) per urgent one.
         assert counts.actions == Counter({"done": 2 * len(delivered) + urgent})
-        per_message = Counter(d["data"]["message"]["messageId"] for d in sink.deliveries)
+        per_message = Counter(
+            d["data"]["message"]["messageId"] for d in sink.deliveries
+        )
         assert set(per_message) == set(delivered)
         assert sink.bad_signatures == 0
         # One forward per message action record: no repeats.
@@ -283,3 +285,53 @@ def test_starting_twice_is_refused_and_leaves_the_first_running(
         second.start()
 
     assert local.dead_processes() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["local", "push", "--data", "{not json"], 2, "--data is not JSON"),
+        (["sandbox", "deliver", "x@example.com", "--count", "0"], 2, "--count must be"),
+        (["sandbox", "deliver", "nobody@example.com"], 1, "sandbox refused"),
+    ],
+)
+def test_cli_bad_input_is_named_with_an_exit_code(
+    stack: tuple[LocalStack, StackStatus], args: list[str], code: int, message: str
+) -> None:
+    _, status = stack
+
+    result = cli(status, *args)
+
+    assert result.returncode == code
+    assert message in result.stderr
+
+
+def test_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    base = holder.getsockname()[1]  # receive_push is the first of the six ports
+    try:
+        local = LocalStack(state_dir=tmp_path, base_port=base)
+
+        with pytest.raises(Exception, match=f"port {base} .* already in use"):
+            local.start()
+
+        assert local.dead_processes() == []
+        assert not (tmp_path / "stack.json").exists()
+    finally:
+        holder.close()
+
+
+def test_missing_java_is_named_and_nothing_is_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAVA", str(tmp_path / "no-such-java"))
+    local = LocalStack(state_dir=tmp_path, base_port=0)
+
+    with pytest.raises(Exception, match="java was not found"):
+        local.start()
+
+    assert local._processes == []
