@@ -4,7 +4,7 @@ Point googleapiclient at it with
 `build("gmail", "v1", http=..., client_options={"api_endpoint": server.url})`.
 Batches need `BatchHttpRequest(batch_uri=server.batch_url)`: the client's own
 `new_batch_http_request()` always targets the public Gmail host, whatever
-`api_endpoint` says. ADMIN.md describes the admin API.
+`api_endpoint` says. The README's "Gmail sandbox" section describes the admin API.
 """
 
 from __future__ import annotations

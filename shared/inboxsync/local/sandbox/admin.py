@@ -101,7 +101,7 @@ class SandboxAdmin:
         thread_id: str | None = None,
         internal_date_ms: int | None = None,
     ) -> Delivery:
-        """Deliver `count` messages; see ADMIN.md for the fields."""
+        """Deliver `count` messages; the README lists the fields."""
         spec: dict[str, Any] = {"count": count}
         for name, value in (
             ("sender", sender),
