@@ -184,8 +184,9 @@ def _java() -> str:
     java = os.environ.get("JAVA") or shutil.which("java")
     if not java or not os.access(java, os.X_OK):
         raise EmulatorError(
-            f"java was not found ({java or 'not on PATH'}); the Firestore and Pub/Sub emulators need"
-            " Java 17 or newer (Debian: apt-get install openjdk-17-jre-headless)"
+            f"java was not found ({java or 'not on PATH'}); the Firestore and"
+            " Pub/Sub emulators need Java 17 or newer"
+            " (Debian: apt-get install openjdk-17-jre-headless)"
         )
     return java
 
