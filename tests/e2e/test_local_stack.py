@@ -335,3 +335,44 @@ def test_missing_java_is_named_and_nothing_is_left_running(
         local.start()
 
     assert local._processes == []
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_ctrl_c_during_start_up_leaves_nothing_running(tmp_path: Path) -> None:
+    import signal
+
+    env = {**os.environ, "INBOXSYNC_STACK_DIR": str(tmp_path)}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "inboxsync.cli", "local", "run", "--base-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        # Interrupt once the first emulators are up but before the stack is.
+        assert wait_until(lambda: len(_children(run.pid)) >= 2, timeout_s=60)
+        started = _children(run.pid)
+
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+    assert "stopped" in output
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (tmp_path / "stack.json").exists()

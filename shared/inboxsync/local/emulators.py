@@ -117,10 +117,24 @@ def _http_ok(url: str) -> bool:
 
 
 def _wait(ready: Callable[[], bool], *, timeout_s: float, proc: ManagedProcess) -> None:
+    """Wait until ready; a process that does not get there is stopped here.
+
+    The caller only learns of the process once it is ready, so on a timeout, an
+    early exit or an interrupt (Ctrl-C) nobody else could stop it.
+    """
+    try:
+        _wait_or_fail(ready, timeout_s=timeout_s, proc=proc)
+    except BaseException:
+        proc.stop()
+        raise
+
+
+def _wait_or_fail(
+    ready: Callable[[], bool], *, timeout_s: float, proc: ManagedProcess
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not proc.alive():
-            proc.stop()
             raise EmulatorError(
                 f"{proc.name} exited with code {proc.popen.returncode} during start-up;"
                 f" its log ends with:\n{proc.log_tail()}"
@@ -128,7 +142,6 @@ def _wait(ready: Callable[[], bool], *, timeout_s: float, proc: ManagedProcess) 
         if ready():
             return
         time.sleep(0.1)
-    proc.stop()
     raise EmulatorError(
         f"{proc.name} did not answer on {proc.address} within {timeout_s:.0f} s;"
         f" its log ends with:\n{proc.log_tail()}"
