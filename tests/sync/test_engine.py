@@ -447,3 +447,33 @@ def test_fetches_are_batched_by_at_most_fifty() -> None:
 
     assert gmail.calls["messages.get"] == 3
     assert len(sink.performed) == 120
+
+
+def test_retry_of_a_holder_that_failed_syncs_the_work_it_left_pending() -> None:
+    gmail, store, sink = FakeGmail(), MemoryStore(), SinkAction()
+    add_mailbox(store)
+    engine = make_engine(gmail, store, {"sink": sink})
+    first, first_history = gmail.deliver()
+    late: list[str] = []
+    original = gmail.list_history
+
+    def list_history_then_notify(start: int, token: str | None):  # type: ignore[no-untyped-def]
+        page = original(start, token)
+        if not late:
+            # A message arrives while the holder works; its task coalesces, and
+            # the holder's next pass then hits a Gmail rate limit.
+            message_id, history_id = gmail.deliver()
+            late.append(message_id)
+            assert engine.sync(task(history_id, name="second")).outcome == "coalesced"
+            gmail.fail("history.list", GmailRateLimited("429"))
+        return page
+
+    gmail.list_history = list_history_then_notify  # type: ignore[method-assign]
+    with pytest.raises(TransientError):
+        engine.sync(task(first_history, name="first"))
+
+    retried = engine.sync(task(first_history, name="first", retry_count=1))
+
+    assert retried.outcome == "synced"
+    assert sink.performed == [key(first), key(late[0])]
+    assert store.mailboxes[MAILBOX].checkpoint == gmail.history_id

@@ -27,7 +27,7 @@ from inboxsync.errors import (
 from inboxsync.logs import get_logger
 from inboxsync.ports import DeadLetterStore
 from inboxsync.sync.actions import Action, ActionCall
-from inboxsync.sync.lease import lease_owner_for
+from inboxsync.sync.lease import lease_owner_for, needs_another_pass
 from inboxsync.sync.models import (
     STATUS_ACTIVE,
     ActionState,
@@ -153,12 +153,16 @@ class SyncEngine:
         # if the checkpoint is already there, this task has nothing to add. Not
         # so for a retry of a task that died holding the lease: it must take the
         # lease back and release it, looking at the work left pending meanwhile.
+        # Nor while pending work is beyond the checkpoint: the tasks that left it
+        # have already finished, trusting a holder that has since given up
+        # (transient error, too many passes), so someone must still sync it.
         owner = lease_owner_for(task.task_name)
         wanted = task.history_id
         covered = (
             wanted is not None
             and mailbox.checkpoint is not None
             and wanted <= mailbox.checkpoint
+            and not needs_another_pass(mailbox)
         )
         if covered and mailbox.lease_owner != owner:
             return SyncResult("covered", stats)
