@@ -265,6 +265,19 @@ class MemoryStore:
                 lease_expires_at=now + timedelta(seconds=lease_s),
             )
 
+    def renew_lease(
+        self, mailbox_id: str, owner: str, *, now: datetime, lease_s: float
+    ) -> bool:
+        with self._lock:
+            mailbox = self.mailboxes[mailbox_id]
+            if mailbox.lease_owner != owner:
+                return False
+            self._write("renew")
+            self.mailboxes[mailbox_id] = replace(
+                mailbox, lease_expires_at=now + timedelta(seconds=lease_s)
+            )
+            return True
+
     def release_lease(
         self,
         mailbox_id: str,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -15,6 +17,7 @@ from inboxsync.errors import (
     QuotaExhausted,
     TransientError,
 )
+from inboxsync.sync.actions import ActionCall
 from inboxsync.sync.engine import EngineConfig
 from inboxsync.sync.models import STATUS_DISABLED, STATUS_ERROR, Mailbox, MessageFormat
 
@@ -476,4 +479,79 @@ def test_retry_of_a_holder_that_failed_syncs_the_work_it_left_pending() -> None:
 
     assert retried.outcome == "synced"
     assert sink.performed == [key(first), key(late[0])]
+    assert store.mailboxes[MAILBOX].checkpoint == gmail.history_id
+
+
+def test_a_long_pass_keeps_its_lease_so_no_action_runs_twice() -> None:
+    gmail, store, clock = FakeGmail(), MemoryStore(), FakeClock()
+    add_mailbox(store)
+    delivered = [gmail.deliver() for _ in range(4)]
+    performed: list[str] = []
+    others: list[str] = []
+
+    class SlowAction:
+        """Each call takes 100 s; during the third one a new notification arrives."""
+
+        name = "sink"
+        message_format = MessageFormat.MINIMAL
+
+        def perform(self, call: ActionCall) -> Mapping[str, Any]:
+            performed.append(call.record_id)
+            clock.advance(100)
+            if len(performed) == 3 and not others:
+                other = engine.sync(task(delivered[-1][1], name="other"))
+                others.append(other.outcome)
+            return {"ok": True}
+
+    engine = make_engine(
+        gmail,
+        store,
+        {"sink": SlowAction()},
+        clock=clock,
+        config=EngineConfig(lease_s=300),
+    )
+
+    result = engine.sync(task(delivered[-1][1], name="slow"))
+
+    assert result.outcome == "synced"
+    assert sorted(performed) == sorted(key(m) for m, _ in delivered)
+    assert others == ["coalesced"]
+    assert store.mailboxes[MAILBOX].lease_owner is None
+
+
+def test_a_pass_that_lost_its_lease_stops_before_acting_again() -> None:
+    gmail, store, clock = FakeGmail(), MemoryStore(), FakeClock()
+    add_mailbox(store)
+    delivered = [gmail.deliver() for _ in range(3)]
+    performed: list[str] = []
+
+    class StuckAction:
+        """The first call outlasts the lease; another task takes the mailbox."""
+
+        name = "sink"
+        message_format = MessageFormat.MINIMAL
+
+        def perform(self, call: ActionCall) -> Mapping[str, Any]:
+            performed.append(call.record_id)
+            if len(performed) == 1:
+                clock.advance(400)
+                engine.sync(task(delivered[-1][1], name="other"))
+            return {"ok": True}
+
+    engine = make_engine(
+        gmail,
+        store,
+        {"sink": StuckAction()},
+        clock=clock,
+        config=EngineConfig(lease_s=300),
+    )
+
+    with pytest.raises(TransientError):
+        engine.sync(task(delivered[-1][1], name="stuck"))
+
+    # Only the message being acted on when the lease ran out is repeated (with
+    # the same idempotency key); the rest ran once, by the new holder.
+    assert sorted(performed) == sorted(
+        [key(delivered[0][0])] + [key(m) for m, _ in delivered]
+    )
     assert store.mailboxes[MAILBOX].checkpoint == gmail.history_id

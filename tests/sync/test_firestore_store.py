@@ -143,3 +143,23 @@ def test_concurrent_tasks_for_one_mailbox_sync_everything_once(
     assert mailbox.lease_owner is None
     assert outcomes.count("synced") >= 1
     assert gmail.calls["history.list"] <= 4
+
+
+def test_lease_renewal_only_for_its_holder(store: SyncFirestore) -> None:
+    register_mailbox(store, ADDRESS, auth="none", history_id=100)
+    store.acquire_lease(MAILBOX, "a", 150, now=NOW, lease_s=60)
+    renewed = store.renew_lease(MAILBOX, "a", now=NOW, lease_s=600)
+    too_early = store.acquire_lease(
+        MAILBOX, "b", 150, now=datetime(2030, 1, 1, 0, 2, tzinfo=UTC), lease_s=60
+    )
+    later = datetime(2030, 1, 1, 0, 20, tzinfo=UTC)
+    taken = store.acquire_lease(MAILBOX, "b", 150, now=later, lease_s=60)
+
+    lost = store.renew_lease(MAILBOX, "a", now=later, lease_s=60)
+
+    assert renewed is True
+    assert too_early is None
+    assert taken is not None and taken.lease_owner == "b"
+    assert lost is False
+    mailbox = store.get_mailbox(MAILBOX)
+    assert mailbox is not None and mailbox.lease_owner == "b"

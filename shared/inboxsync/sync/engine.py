@@ -27,7 +27,7 @@ from inboxsync.errors import (
 from inboxsync.logs import get_logger
 from inboxsync.ports import DeadLetterStore
 from inboxsync.sync.actions import Action, ActionCall
-from inboxsync.sync.lease import lease_owner_for, needs_another_pass
+from inboxsync.sync.lease import LeaseLost, lease_owner_for, needs_another_pass
 from inboxsync.sync.models import (
     STATUS_ACTIVE,
     ActionState,
@@ -174,9 +174,11 @@ class SyncEngine:
         )
         if leased is None:
             return SyncResult("coalesced", stats)
-        return self._run_leased(leased, owner, stats)
+        return self._run_leased(leased, owner, now, stats)
 
-    def _run_leased(self, mailbox: Mailbox, owner: str, stats: SyncStats) -> SyncResult:
+    def _run_leased(
+        self, mailbox: Mailbox, owner: str, leased_at: datetime, stats: SyncStats
+    ) -> SyncResult:
         budget = QuotaBudget(
             units_per_minute=self._config.quota_units_per_minute,
             method_units=self._config.method_units,
@@ -184,12 +186,20 @@ class SyncEngine:
             clock=lambda: self._clock().timestamp(),
         )
         gmail = BudgetedGmail(self._gmail.for_mailbox(mailbox), budget)
+        lease = _LeaseKeeper(
+            self._mailboxes,
+            mailbox.mailbox_id,
+            owner,
+            self._config.lease_s,
+            self._clock,
+            leased_at,
+        )
         stats.checkpoint_before = stats.checkpoint_after = mailbox.checkpoint
         current: Mailbox | None = mailbox
         try:
             while current is not None and stats.passes < self._config.max_passes:
                 stats.passes += 1
-                self._pass(current, gmail, budget, stats)
+                self._pass(current, gmail, budget, lease, stats)
                 current = self._mailboxes.release_lease(
                     mailbox.mailbox_id,
                     owner,
@@ -197,6 +207,7 @@ class SyncEngine:
                     now=self._clock(),
                     lease_s=self._config.lease_s,
                 )
+                lease.extended()
         except InboxsyncError as exc:
             stats.quota_units = budget.spent_total
             self._release_after_error(mailbox.mailbox_id, owner, budget)
@@ -238,19 +249,20 @@ class SyncEngine:
         mailbox: Mailbox,
         gmail: MailboxGmail,
         budget: QuotaBudget,
+        lease: _LeaseKeeper,
         stats: SyncStats,
     ) -> None:
         if mailbox.checkpoint is None:
-            self._full_sync(mailbox, gmail, budget, stats)
+            self._full_sync(mailbox, gmail, budget, lease, stats)
             return
         try:
-            self._history_sync(mailbox, mailbox.checkpoint, gmail, budget, stats)
+            self._history_sync(mailbox, mailbox.checkpoint, gmail, budget, lease, stats)
         except HistoryExpired:
             _log.warning(
                 "checkpoint history expired: running a bounded full sync",
                 extra={"checkpoint": stats.checkpoint_after},
             )
-            self._full_sync(mailbox, gmail, budget, stats)
+            self._full_sync(mailbox, gmail, budget, lease, stats)
 
     def _history_sync(
         self,
@@ -258,22 +270,23 @@ class SyncEngine:
         start: int,
         gmail: MailboxGmail,
         budget: QuotaBudget,
+        lease: _LeaseKeeper,
         stats: SyncStats,
     ) -> None:
         page_token: str | None = None
         while True:
             page = gmail.list_history(start, page_token)
             stats.history_pages += 1
-            self._process_changes(mailbox, gmail, page.changes, stats)
+            self._process_changes(mailbox, gmail, page.changes, lease, stats)
 
             # Mid-way, only the last record of a finished page is a safe restart
             # point; the response's historyId is the end of the whole listing.
             if page.next_page_token:
                 page_token = page.next_page_token
                 if page.last_record_id is not None:
-                    self._advance(mailbox, page.last_record_id, budget, stats)
+                    self._advance(mailbox, page.last_record_id, budget, lease, stats)
                 continue
-            self._advance(mailbox, page.response_history_id, budget, stats)
+            self._advance(mailbox, page.response_history_id, budget, lease, stats)
             return
 
     def _full_sync(
@@ -281,6 +294,7 @@ class SyncEngine:
         mailbox: Mailbox,
         gmail: MailboxGmail,
         budget: QuotaBudget,
+        lease: _LeaseKeeper,
         stats: SyncStats,
     ) -> None:
         stats.full_syncs += 1
@@ -296,7 +310,7 @@ class SyncEngine:
             chosen = page.message_ids[: limit - listed]
             listed += len(chosen)
             changes = [HistoryChange(message_id, "added") for message_id in chosen]
-            self._process_changes(mailbox, gmail, changes, stats)
+            self._process_changes(mailbox, gmail, changes, lease, stats)
             if not page.next_page_token:
                 break
             page_token = page.next_page_token
@@ -305,10 +319,15 @@ class SyncEngine:
                 "full sync stopped at INBOXSYNC_FULL_SYNC_MAX_MESSAGES",
                 extra={"listed": listed},
             )
-        self._advance(mailbox, profile_history_id, budget, stats)
+        self._advance(mailbox, profile_history_id, budget, lease, stats)
 
     def _advance(
-        self, mailbox: Mailbox, history_id: int, budget: QuotaBudget, stats: SyncStats
+        self,
+        mailbox: Mailbox,
+        history_id: int,
+        budget: QuotaBudget,
+        lease: _LeaseKeeper,
+        stats: SyncStats,
     ) -> None:
         if stats.checkpoint_after is not None and history_id <= stats.checkpoint_after:
             return
@@ -319,6 +338,7 @@ class SyncEngine:
             now=self._clock(),
             lease_s=self._config.lease_s,
         )
+        lease.extended()  # the checkpoint write also pushes the lease expiry out
         stats.checkpoint_after = history_id
 
     def _process_changes(
@@ -326,6 +346,7 @@ class SyncEngine:
         mailbox: Mailbox,
         gmail: MailboxGmail,
         changes: Iterable[HistoryChange],
+        lease: _LeaseKeeper,
         stats: SyncStats,
     ) -> None:
         added: dict[str, None] = {}
@@ -353,8 +374,12 @@ class SyncEngine:
         # only the rules on those labels run, and action dedup keeps them once.
         wanted = claimed + list(relabelled)
         for chunk in _chunks(wanted, min(self._config.batch_size, _BATCH_LIMIT)):
+            lease.keep()
             fetched = gmail.get_messages(chunk, self._format)
             for message_id in chunk:
+                # Claimed-but-unfinished messages are processed again by whoever
+                # holds the lease: acting without it would repeat actions.
+                lease.keep()
                 message = fetched.get(message_id)
                 is_new = message_id not in relabelled
                 if message is None:
@@ -427,6 +452,45 @@ class SyncEngine:
                 continue
             self._ledger.finish_action(record_id, result)
             stats.actions_done += 1
+
+
+class _LeaseKeeper:
+    """Renews the mailbox lease while a pass works, and stops the pass if it is lost.
+
+    A pass may outlast the lease (a slow action target, a long page); once it
+    runs out another task may take the mailbox and process the same messages.
+    Renewing every third of the lease keeps that from happening unnoticed.
+    """
+
+    def __init__(
+        self,
+        store: MailboxStore,
+        mailbox_id: str,
+        owner: str,
+        lease_s: float,
+        clock: Callable[[], datetime],
+        renewed_at: datetime,
+    ) -> None:
+        self._store = store
+        self._mailbox_id = mailbox_id
+        self._owner = owner
+        self._lease_s = lease_s
+        self._clock = clock
+        self._renewed_at = renewed_at
+
+    def extended(self) -> None:
+        """The store pushed the expiry out as part of another write."""
+        self._renewed_at = self._clock()
+
+    def keep(self) -> None:
+        now = self._clock()
+        if (now - self._renewed_at).total_seconds() < self._lease_s / 3:
+            return
+        if not self._store.renew_lease(
+            self._mailbox_id, self._owner, now=now, lease_s=self._lease_s
+        ):
+            raise LeaseLost("the mailbox lease ran out and another task holds it now")
+        self._renewed_at = now
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:

@@ -165,6 +165,19 @@ class SyncFirestore:
             },
         )
 
+    def renew_lease(
+        self, mailbox_id: str, owner: str, *, now: datetime, lease_s: float
+    ) -> bool:
+        ref = self._mailbox_ref(mailbox_id)
+        for _ in range(_CONDITIONAL_ATTEMPTS):
+            snapshot = self._read(ref)
+            if not snapshot.exists or _to_mailbox(snapshot).lease_owner != owner:
+                return False
+            expires_at = now + timedelta(seconds=lease_s)
+            if self._update(ref, {"leaseExpiresAt": expires_at}, snapshot):
+                return True
+        raise StoreUnavailable("mailbox lease renewal: too much contention")
+
     def release_lease(
         self,
         mailbox_id: str,

@@ -12,9 +12,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from inboxsync.errors import TransientError
 from inboxsync.sync.models import Mailbox
 
-__all__ = ["lease_is_free", "lease_owner_for", "needs_another_pass"]
+__all__ = ["LeaseLost", "lease_is_free", "lease_owner_for", "needs_another_pass"]
+
+
+class LeaseLost(TransientError):
+    """The lease ran out mid-pass and another task took it: stop before acting."""
 
 
 def lease_owner_for(task_name: str | None) -> str:

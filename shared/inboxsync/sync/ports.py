@@ -90,6 +90,12 @@ class MailboxStore(Protocol):
         """Move the checkpoint to history_id unless it is further already."""
         ...
 
+    def renew_lease(
+        self, mailbox_id: str, owner: str, *, now: datetime, lease_s: float
+    ) -> bool:
+        """Extend the lease if owner still holds it; False if it has lost it."""
+        ...
+
     def release_lease(
         self,
         mailbox_id: str,
