@@ -555,3 +555,37 @@ def test_a_pass_that_lost_its_lease_stops_before_acting_again() -> None:
         [key(delivered[0][0])] + [key(m) for m, _ in delivered]
     )
     assert store.mailboxes[MAILBOX].checkpoint == gmail.history_id
+
+
+def test_label_added_after_a_crash_before_the_checkpoint_still_runs_its_rules() -> None:
+    rules = """
+[actions.sink]
+type = "sink"
+[actions.starred]
+type = "sink"
+
+[[rules]]
+name = "all"
+actions = ["sink"]
+
+[[rules]]
+name = "stars"
+actions = ["starred"]
+[rules.match]
+labels = ["STARRED"]
+"""
+    gmail, store = FakeGmail(), MemoryStore()
+    sink, starred = SinkAction(), SinkAction(name="starred")
+    add_mailbox(store)
+    engine = make_engine(gmail, store, {"sink": sink, "starred": starred}, rules)
+    message_id, _ = gmail.deliver()
+    # A run finished the message, then died before moving the checkpoint past it;
+    # meanwhile the message was starred, so one listing now holds both records.
+    store.processed[f"{MAILBOX}/{message_id}"] = "done"
+    store.actions[key(message_id)] = {"state": "done", "attempts": 1}
+    relabel_history = gmail.relabel(message_id, "STARRED")
+
+    engine.sync(task(relabel_history, name="retry", retry_count=1))
+
+    assert sink.performed == []
+    assert starred.performed == [key(message_id, "starred")]

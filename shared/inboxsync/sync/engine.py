@@ -357,8 +357,6 @@ class SyncEngine:
             elif change.added_labels & self._label_triggers:
                 previous = relabelled.get(change.message_id, frozenset())
                 relabelled[change.message_id] = previous | change.added_labels
-        for message_id in added:
-            relabelled.pop(message_id, None)
 
         expires_at = self._clock() + timedelta(days=self._config.message_ttl_days)
         claimed: list[str] = []
@@ -369,6 +367,11 @@ class SyncEngine:
                 claimed.append(message_id)
             else:
                 stats.messages_duplicate += 1
+
+        # A claimed message runs every rule on its current labels. One finished
+        # before (a listing repeated after a crash) still owes its label rules.
+        for message_id in claimed:
+            relabelled.pop(message_id, None)
 
         # A label added later can make a label rule match a message seen before;
         # only the rules on those labels run, and action dedup keeps them once.
