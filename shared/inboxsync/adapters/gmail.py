@@ -63,7 +63,15 @@ TOKEN_URI = "https://oauth2.googleapis.com/token"
 SECRET_MANAGER = "https://secretmanager.googleapis.com/v1/"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 METADATA_HEADERS = ["From", "To", "Subject", "Date"]
-_RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
+# Gmail answers 403 both for "not allowed" (permanent) and for spent quota: the
+# per-user rate, and the project's daily or per-minute quota, which refill.
+_RATE_REASONS = {
+    "rateLimitExceeded",
+    "userRateLimitExceeded",
+    "RATE_LIMIT_EXCEEDED",
+    "dailyLimitExceeded",
+    "quotaExceeded",
+}
 _HISTORY_TYPES = ["messageAdded", "labelAdded"]
 _HISTORY_PAGE_SIZE = 500
 
