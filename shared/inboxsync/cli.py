@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from inboxsync.errors import ConfigError
+from inboxsync.errors import ConfigError, InboxsyncError
 
 if TYPE_CHECKING:
     from inboxsync.local.control import StackClient
+    from inboxsync.replay import DeadLetterReplayer
 
 __all__ = ["main"]
 
@@ -121,6 +122,59 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replayer(args: argparse.Namespace) -> DeadLetterReplayer:
+    """Against the running local stack, or (--from-env) receive_push's settings."""
+    import os
+
+    from inboxsync.config import PushSettings
+    from inboxsync.local.stack import LOCATION, QUEUE, read_status
+    from inboxsync.replay import DeadLetterReplayer
+    from inboxsync.wiring import push_parts
+
+    if args.from_env:
+        environ: dict[str, str] = dict(os.environ)
+    else:
+        status = read_status()
+        if status is None:
+            raise CliError(NO_STACK + "; or pass --from-env", 1)
+        environ = {
+            "INBOXSYNC_PROJECT": status.project,
+            "INBOXSYNC_LOCAL_MODE": "true",
+            "FIRESTORE_EMULATOR_HOST": status.firestore_emulator_host,
+            "CLOUD_TASKS_EMULATOR_HOST": status.tasks_emulator_host,
+            "INBOXSYNC_TASKS_LOCATION": LOCATION,
+            "INBOXSYNC_TASKS_QUEUE": QUEUE,
+            "INBOXSYNC_SYNC_URL": status.sync_url,
+        }
+    parts = push_parts(PushSettings.from_env(environ))
+    return DeadLetterReplayer(parts.client, receiver=parts.receiver, queue=parts.queue)
+
+
+def _cmd_dead_letters_list(args: argparse.Namespace) -> int:
+    letters = _replayer(args).list(args.kind)
+    if args.json:
+        print(json.dumps([letter.summary() for letter in letters], indent=2))
+    else:
+        for letter in letters:
+            mark = "replayed" if letter.replayed else "pending"
+            print(f"{letter.letter_id}  {letter.kind:16} {mark:8}  {letter.error}")
+    return 0
+
+
+def _cmd_dead_letters_replay(args: argparse.Namespace) -> int:
+    from inboxsync.replay import ReplayRefused
+
+    replayer = _replayer(args)
+    failed = 0
+    for letter_id in args.ids:
+        try:
+            print(f"{letter_id}: {replayer.replay(letter_id)}")
+        except ReplayRefused as exc:
+            print(f"inboxsync: {letter_id}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inboxsync", description=__doc__.splitlines()[0]
@@ -176,6 +230,21 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("address")
     publish.add_argument("--history-id", type=int)
     publish.set_defaults(func=_cmd_publish)
+    letters = groups.add_parser("dead-letters", help="what the pipeline gave up on")
+    letter_commands = letters.add_subparsers(dest="command", required=True)
+    listing = letter_commands.add_parser("list", help="list dead letters")
+    listing.add_argument("--kind", help="push, sync_task, unknown_mailbox or action")
+    listing.add_argument("--json", action="store_true", help="a JSON array")
+    listing.set_defaults(func=_cmd_dead_letters_list)
+    replay = letter_commands.add_parser("replay", help="send dead letters back in")
+    replay.add_argument("ids", nargs="+", metavar="ID")
+    replay.set_defaults(func=_cmd_dead_letters_replay)
+    for sub in (listing, replay):
+        sub.add_argument(
+            "--from-env",
+            action="store_true",
+            help="use receive_push's environment variables instead of the local stack",
+        )
     return parser
 
 
@@ -190,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"inboxsync: {exc}", file=sys.stderr)
         return 2
+    except InboxsyncError as exc:
+        print(f"inboxsync: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the one place that turns any failure into a line

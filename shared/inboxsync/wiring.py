@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from inboxsync.auth import OidcVerifier
 from inboxsync.config import PushSettings
 from inboxsync.logs import configure_logging, get_logger
 from inboxsync.receiver import PushReceiver
 
-__all__ = ["Lazy", "build_push_receiver"]
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+    from inboxsync.adapters.cloud_tasks import CloudTasksQueue
+
+__all__ = ["Lazy", "PushParts", "build_push_receiver", "push_parts"]
 
 _log = get_logger("inboxsync.wiring")
 T = TypeVar("T")
@@ -39,10 +45,7 @@ class Lazy(Generic[T]):
 
 
 def build_push_receiver() -> PushReceiver:
-    # Adapters import the Google SDKs; keep that off module import time.
-    from inboxsync.adapters.cloud_tasks import CloudTasksQueue, make_tasks_client
-    from inboxsync.adapters.firestore import FirestoreStore, make_client
-
+    """The push receiver of one `receive_push` instance, from its environment."""
     settings = PushSettings.from_env()
     configure_logging(settings.common.log_level)
     if settings.common.local_mode:
@@ -51,9 +54,24 @@ def build_push_receiver() -> PushReceiver:
             " outside the emulators",
             extra={"local_mode": True},
         )
-    store = FirestoreStore(
-        make_client(settings.common), timeout_s=settings.rpc_timeout_s
-    )
+    return push_parts(settings).receiver
+
+
+@dataclass(frozen=True)
+class PushParts:
+    client: firestore.Client
+    queue: CloudTasksQueue
+    receiver: PushReceiver
+
+
+def push_parts(settings: PushSettings) -> PushParts:
+    """Firestore client, sync queue and push receiver for these settings."""
+    # Adapters import the Google SDKs; keep that off module import time.
+    from inboxsync.adapters.cloud_tasks import CloudTasksQueue, make_tasks_client
+    from inboxsync.adapters.firestore import FirestoreStore, make_client
+
+    client = make_client(settings.common)
+    store = FirestoreStore(client, timeout_s=settings.rpc_timeout_s)
     queue = CloudTasksQueue(
         make_tasks_client(settings.common.tasks_emulator_host),
         queue_path=settings.queue_path,
@@ -62,7 +80,7 @@ def build_push_receiver() -> PushReceiver:
         audience=settings.sync_audience,
         timeout_s=settings.rpc_timeout_s,
     )
-    return PushReceiver(
+    receiver = PushReceiver(
         verifier=OidcVerifier(settings.oidc) if settings.oidc.enabled else None,
         events=store,
         dead_letters=store,
@@ -71,3 +89,4 @@ def build_push_receiver() -> PushReceiver:
         max_body_bytes=settings.max_body_bytes,
         project=settings.common.project,
     )
+    return PushParts(client, queue, receiver)

@@ -376,3 +376,56 @@ def test_ctrl_c_during_start_up_leaves_nothing_running(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert not (tmp_path / "stack.json").exists()
+
+
+def test_dead_letters_are_listed_and_replayed(
+    stack: tuple[LocalStack, StackStatus],
+) -> None:
+    from inboxsync.sync.firestore_store import SyncFirestore
+    from inboxsync.sync.registration import register_mailbox
+
+    _, status = stack
+    client = StackClient(status)
+    late = "late@example.com"
+    try:
+        # An unusable push, and a notification for a mailbox nobody registered.
+        assert (
+            cli(status, "local", "push", "--data", '{"historyId": 5}').stdout.strip()
+            == "204"
+        )
+        client.admin.create_mailbox(late)
+        (early_mail,) = client.deliver(late, subject="sent before registration")
+        data = json.dumps({"emailAddress": late, "historyId": 99})
+        assert client.push(data, "late-1").status_code == 204
+        assert wait_until(
+            lambda: client.counts().dead_letters["unknown_mailbox"] == 1, timeout_s=30
+        )
+
+        listed = cli(status, "dead-letters", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        letters = {letter["kind"]: letter for letter in json.loads(listed.stdout)}
+        assert {"push", "unknown_mailbox"} <= set(letters)
+        assert "emailAddress" in letters["push"]["error"]
+
+        still_bad = cli(status, "dead-letters", "replay", letters["push"]["id"])
+        assert still_bad.returncode == 1
+        assert "still refused" in still_bad.stderr
+
+        # Registered without a checkpoint: the replayed task runs a full sync,
+        # which finds the mail delivered before registration.
+        register_mailbox(SyncFirestore(client.firestore), late, auth="none")
+        replayed = cli(
+            status, "dead-letters", "replay", letters["unknown_mailbox"]["id"]
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        assert wait_until(lambda: client.message_done(late, early_mail), timeout_s=30)
+
+        after = json.loads(cli(status, "dead-letters", "list", "--json").stdout)
+        assert {(x["kind"], x["replayed"]) for x in after} >= {
+            ("unknown_mailbox", True)
+        }
+        missing = cli(status, "dead-letters", "replay", "no-such-id")
+        assert missing.returncode == 1
+        assert "no dead letter with id no-such-id" in missing.stderr
+    finally:
+        client.close()
