@@ -589,3 +589,30 @@ labels = ["STARRED"]
 
     assert sink.performed == []
     assert starred.performed == [key(message_id, "starred")]
+
+
+def test_a_duplicate_delivery_of_a_running_task_does_not_share_its_lease() -> None:
+    gmail, store, sink = FakeGmail(), MemoryStore(), SinkAction()
+    add_mailbox(store)
+    engine = make_engine(gmail, store, {"sink": sink})
+    first, history_id = gmail.deliver()
+    late: list[str] = []
+    duplicates: list[str] = []
+    original = gmail.list_history
+
+    def list_history_then_duplicate(start: int, token: str | None):  # type: ignore[no-untyped-def]
+        page = original(start, token)
+        if not late:
+            # Cloud Tasks delivers the same attempt again while it still runs.
+            late.append(gmail.deliver()[0])
+            duplicates.append(engine.sync(task(gmail.history_id, name="t1")).outcome)
+        return page
+
+    gmail.list_history = list_history_then_duplicate  # type: ignore[method-assign]
+
+    result = engine.sync(task(history_id, name="t1"))
+
+    assert duplicates == ["coalesced"]
+    assert result.outcome == "synced"
+    assert sink.performed == [key(first), key(late[0])]
+    assert store.mailboxes[MAILBOX].lease_owner is None

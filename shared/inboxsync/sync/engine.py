@@ -27,7 +27,12 @@ from inboxsync.errors import (
 from inboxsync.logs import get_logger
 from inboxsync.ports import DeadLetterStore
 from inboxsync.sync.actions import Action, ActionCall
-from inboxsync.sync.lease import LeaseLost, lease_owner_for, needs_another_pass
+from inboxsync.sync.lease import (
+    LeaseLost,
+    held_by_earlier_attempt,
+    lease_owner_for,
+    needs_another_pass,
+)
 from inboxsync.sync.models import (
     STATUS_ACTIVE,
     ActionState,
@@ -156,7 +161,7 @@ class SyncEngine:
         # Nor while pending work is beyond the checkpoint: the tasks that left it
         # have already finished, trusting a holder that has since given up
         # (transient error, too many passes), so someone must still sync it.
-        owner = lease_owner_for(task.task_name)
+        owner = lease_owner_for(task.task_name, task.retry_count)
         wanted = task.history_id
         covered = (
             wanted is not None
@@ -164,7 +169,7 @@ class SyncEngine:
             and wanted <= mailbox.checkpoint
             and not needs_another_pass(mailbox)
         )
-        if covered and mailbox.lease_owner != owner:
+        if covered and not held_by_earlier_attempt(mailbox.lease_owner, owner):
             return SyncResult("covered", stats)
         if wanted is None:
             wanted = (mailbox.checkpoint or 0) + 1
