@@ -147,7 +147,7 @@ def _replayer(args: argparse.Namespace) -> DeadLetterReplayer:
             "INBOXSYNC_SYNC_URL": status.sync_url,
         }
     parts = push_parts(PushSettings.from_env(environ))
-    return DeadLetterReplayer(parts.client, receiver=parts.receiver, queue=parts.queue)
+    return DeadLetterReplayer(parts.store, receiver=parts.receiver, queue=parts.queue)
 
 
 def _cmd_dead_letters_list(args: argparse.Namespace) -> int:

@@ -15,20 +15,24 @@ the point where it failed:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
-
-from google.cloud import firestore
+from typing import Any, Protocol
 
 from inboxsync import ids
-from inboxsync.adapters.firestore import DEAD_LETTERS, store_errors
 from inboxsync.errors import InboxsyncError
 from inboxsync.ports import TaskQueue
 from inboxsync.receiver import PushReceiver, PushRequest
 
-__all__ = ["DeadLetter", "DeadLetterReplayer", "ReplayRefused"]
+__all__ = ["DeadLetter", "DeadLetterArchive", "DeadLetterReplayer", "ReplayRefused"]
 
 _SYNC_KINDS = ("sync_task", "unknown_mailbox")
+
+
+class DeadLetterArchive(Protocol):
+    def list_dead_letters(self) -> list[tuple[str, dict[str, Any]]]: ...
+
+    def get_dead_letter(self, letter_id: str) -> dict[str, Any] | None: ...
+
+    def mark_dead_letter_replayed(self, letter_id: str) -> None: ...
 
 
 class ReplayRefused(InboxsyncError):
@@ -56,25 +60,21 @@ class DeadLetter:
 
 class DeadLetterReplayer:
     def __init__(
-        self, client: firestore.Client, *, receiver: PushReceiver, queue: TaskQueue
+        self, archive: DeadLetterArchive, *, receiver: PushReceiver, queue: TaskQueue
     ) -> None:
-        self._client = client
+        self._archive = archive
         self._receiver = receiver
         self._queue = queue
 
     def list(self, kind: str | None = None) -> list[DeadLetter]:
-        with store_errors("list dead letters"):
-            docs = list(self._client.collection(DEAD_LETTERS).stream())
-        letters = [_letter(doc.id, doc.to_dict() or {}) for doc in docs]
+        letters = [_letter(i, data) for i, data in self._archive.list_dead_letters()]
         return [letter for letter in letters if kind is None or letter.kind == kind]
 
     def get(self, letter_id: str) -> DeadLetter:
-        ref = self._client.collection(DEAD_LETTERS).document(letter_id)
-        with store_errors("read dead letter"):
-            snapshot = ref.get()
-        if not snapshot.exists:
+        data = self._archive.get_dead_letter(letter_id)
+        if data is None:
             raise ReplayRefused(f"no dead letter with id {letter_id}")
-        return _letter(letter_id, snapshot.to_dict() or {})
+        return _letter(letter_id, data)
 
     def replay(self, letter_id: str) -> str:
         """Send one dead letter back in; returns what happened to it."""
@@ -88,9 +88,7 @@ class DeadLetterReplayer:
                 f"{letter.kind} dead letters cannot be replayed yet; the action"
                 " record shows the failure"
             )
-        ref = self._client.collection(DEAD_LETTERS).document(letter_id)
-        with store_errors("mark dead letter replayed"):
-            ref.update({"replayed": True, "replayedAt": datetime.now(UTC)})
+        self._archive.mark_dead_letter_replayed(letter_id)
         return outcome
 
     def _replay_push(self, letter: DeadLetter) -> str:

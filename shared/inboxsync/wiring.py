@@ -14,9 +14,8 @@ from inboxsync.logs import configure_logging, get_logger
 from inboxsync.receiver import PushReceiver
 
 if TYPE_CHECKING:
-    from google.cloud import firestore
-
     from inboxsync.adapters.cloud_tasks import CloudTasksQueue
+    from inboxsync.adapters.firestore import FirestoreStore
 
 __all__ = ["Lazy", "PushParts", "build_push_receiver", "push_parts"]
 
@@ -59,19 +58,20 @@ def build_push_receiver() -> PushReceiver:
 
 @dataclass(frozen=True)
 class PushParts:
-    client: firestore.Client
+    store: FirestoreStore
     queue: CloudTasksQueue
     receiver: PushReceiver
 
 
 def push_parts(settings: PushSettings) -> PushParts:
-    """Firestore client, sync queue and push receiver for these settings."""
+    """Firestore store, sync queue and push receiver for these settings."""
     # Adapters import the Google SDKs; keep that off module import time.
     from inboxsync.adapters.cloud_tasks import CloudTasksQueue, make_tasks_client
     from inboxsync.adapters.firestore import FirestoreStore, make_client
 
-    client = make_client(settings.common)
-    store = FirestoreStore(client, timeout_s=settings.rpc_timeout_s)
+    store = FirestoreStore(
+        make_client(settings.common), timeout_s=settings.rpc_timeout_s
+    )
     queue = CloudTasksQueue(
         make_tasks_client(settings.common.tasks_emulator_host),
         queue_path=settings.queue_path,
@@ -89,4 +89,4 @@ def push_parts(settings: PushSettings) -> PushParts:
         max_body_bytes=settings.max_body_bytes,
         project=settings.common.project,
     )
-    return PushParts(client, queue, receiver)
+    return PushParts(store, queue, receiver)

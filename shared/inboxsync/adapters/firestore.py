@@ -157,3 +157,22 @@ class FirestoreStore:
                 timeout=self._timeout_s,
             )
         return letter_id
+
+    def list_dead_letters(self) -> list[tuple[str, dict[str, Any]]]:
+        with store_errors("list dead letters"):
+            docs = list(self._client.collection(DEAD_LETTERS).stream())
+        return [(doc.id, doc.to_dict() or {}) for doc in docs]
+
+    def get_dead_letter(self, letter_id: str) -> dict[str, Any] | None:
+        ref = self._client.collection(DEAD_LETTERS).document(letter_id)
+        with store_errors("read dead letter"):
+            snapshot = ref.get(timeout=self._timeout_s)
+        return (snapshot.to_dict() or {}) if snapshot.exists else None
+
+    def mark_dead_letter_replayed(self, letter_id: str) -> None:
+        ref = self._client.collection(DEAD_LETTERS).document(letter_id)
+        with store_errors("mark dead letter replayed"):
+            ref.update(
+                {"replayed": True, "replayedAt": datetime.now(UTC)},
+                timeout=self._timeout_s,
+            )
