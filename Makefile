@@ -41,6 +41,7 @@ run: install ## start the whole local stack and run the demo (Ctrl-C stops it)
 bench: install ## benchmarks: print figures next to an in-run baseline
 	INBOXSYNC_TASKS_PYTHON=$(abspath $(TASKS_VENV))/bin/python $(PY) -m inboxsync.local.bench
 	INBOXSYNC_TASKS_PYTHON=$(abspath $(TASKS_VENV))/bin/python $(PY) -m inboxsync.local.bench_stack
+	$(PY) -m inboxsync.local.bench_sync
 
 dist: $(VENV)/.installed ## build one deployable source folder per function under build/dist
 	$(PY) -m inboxsync.dist build/dist

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import flask
 
 from inboxsync.errors import ConfigError
+from inboxsync.handling import Handler, IncomingRequest
 from inboxsync.logs import bind, configure_logging, get_logger, trace_from_headers
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "header_map",
     "read_body",
     "request_fields",
+    "serve",
     "status_response",
 ]
 
@@ -56,3 +59,21 @@ def config_error_response(exc: ConfigError) -> flask.Response:
     with bind(outcome="config_error"):
         _log.error("configuration error: %s", exc)
     return status_response(500, f"configuration error: {exc}")
+
+
+def serve(request: flask.Request, handler: Callable[[], Handler]) -> flask.Response:
+    """Everything an entry point does: decode, call the handler, map the status."""
+    if request.method != "POST":
+        return status_response(405, "only POST is accepted")
+    try:
+        target = handler()  # built once per instance, on first use
+    except ConfigError as exc:
+        return config_error_response(exc)
+
+    body, truncated = read_body(request, target.max_body_bytes)
+    incoming = IncomingRequest(
+        header_map(request), body, truncated, request.content_length
+    )
+    with bind(**request_fields(request, target.project)):
+        outcome = target.handle(incoming)
+    return status_response(outcome.status, outcome.detail, outcome.retry_after_s)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +20,7 @@ from inboxsync import ids
 from inboxsync.auth import TokenVerifier
 from inboxsync.envelope import PushEnvelope, parse_push_body
 from inboxsync.errors import AuthError, ForbiddenError, InvalidPayload, TransientError
+from inboxsync.handling import IncomingRequest, Outcome
 from inboxsync.logs import bind, get_logger
 from inboxsync.ports import DeadLetterStore, PushEvent, PushEventStore, TaskQueue
 
@@ -36,22 +36,8 @@ _LEVELS = {
 }
 
 
-@dataclass(frozen=True)
-class PushRequest:
-    headers: Mapping[str, str]  # keys in lower case
-    body: bytes
-    body_truncated: bool = False
-    body_length: int | None = None  # declared Content-Length, when truncated
-
-
-@dataclass(frozen=True)
-class PushOutcome:
-    """What happened, and the HTTP status that tells Pub/Sub about it."""
-
-    status: int
-    outcome: str
-    detail: str = ""
-    retry_after_s: float | None = None
+PushRequest = IncomingRequest
+PushOutcome = Outcome
 
 
 class PushReceiver:
@@ -97,7 +83,7 @@ class PushReceiver:
     def _handle(self, request: PushRequest) -> PushOutcome:
         if self._verifier is not None:
             try:
-                self._verifier.verify(request.headers.get("authorization"))
+                self._verifier.verify(request.header("authorization"))
             except ForbiddenError as exc:
                 return PushOutcome(403, "forbidden", str(exc))
             except AuthError as exc:

@@ -12,8 +12,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from inboxsync.auth import TokenVerifier
@@ -24,6 +22,7 @@ from inboxsync.errors import (
     PermanentError,
     TransientError,
 )
+from inboxsync.handling import IncomingRequest, Outcome
 from inboxsync.logs import bind, get_logger
 from inboxsync.ports import DeadLetterStore
 from inboxsync.sync.engine import SyncEngine, SyncStats
@@ -40,26 +39,8 @@ class DispatchMarker(Protocol):
     def mark_push_event_dispatched(self, event_id: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class SyncRequest:
-    headers: Mapping[str, str]  # any case: looked up case-insensitively
-    body: bytes
-    body_truncated: bool = False
-
-    def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == wanted:
-                return value
-        return None
-
-
-@dataclass(frozen=True)
-class SyncOutcome:
-    status: int
-    outcome: str
-    detail: str = ""
-    retry_after_s: float | None = None
+SyncRequest = IncomingRequest
+SyncOutcome = Outcome
 
 
 class SyncWorker:
