@@ -5,6 +5,7 @@ VENV := .venv
 TASKS_VENV := .venv-tasks
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+RUN_ARGS ?=
 
 .PHONY: help install lint test test-fast run bench dist clean
 
@@ -35,8 +36,8 @@ test: install lint ## lint, then the whole suite against real emulators
 test-fast: $(VENV)/.installed ## unit tests only (no emulators)
 	$(VENV)/bin/pytest -m "not emulators and not e2e" $(PYTEST_ARGS)
 
-run: install ## start the whole local stack and run the demo (Ctrl-C stops it)
-	INBOXSYNC_TASKS_PYTHON=$(abspath $(TASKS_VENV))/bin/python $(VENV)/bin/inboxsync local run
+run: install ## start the local stack and the demo; Ctrl-C stops (RUN_ARGS="--base-port 0")
+	INBOXSYNC_TASKS_PYTHON=$(abspath $(TASKS_VENV))/bin/python $(VENV)/bin/inboxsync local run $(RUN_ARGS)
 
 bench: install ## benchmarks: print figures next to an in-run baseline
 	INBOXSYNC_TASKS_PYTHON=$(abspath $(TASKS_VENV))/bin/python $(PY) -m inboxsync.local.bench

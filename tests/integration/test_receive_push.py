@@ -331,6 +331,37 @@ def test_cloud_tasks_down_answers_503_and_redelivery_recovers(
     assert len(harness.task_names()) == 1
 
 
+def test_crash_after_marker_before_enqueue_is_recovered_by_redelivery(
+    harness: PushHarness, make_client
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from inboxsync.adapters.firestore import FirestoreStore
+    from inboxsync.ports import PushEvent
+
+    # What a function that died right after its Firestore create leaves behind.
+    event_id = ids.push_event_id(SUBSCRIPTION, "crashed")
+    FirestoreStore(harness.db).create_push_event(
+        PushEvent(
+            event_id=event_id,
+            mailbox_id=ids.mailbox_id("alice@example.com"),
+            history_id=1000,
+            message_id="crashed",
+            subscription=SUBSCRIPTION,
+            publish_time=None,
+            task_name=ids.task_name_for_event(event_id),
+            expires_at=datetime.now(UTC) + timedelta(days=7),
+        )
+    )
+    post = make_client()
+
+    response = post(envelope("crashed"))
+
+    assert response.status_code == 204
+    (name,) = harness.task_names()
+    assert name.endswith(ids.task_name_for_event(event_id))
+
+
 def test_duplicate_of_dispatched_event_needs_no_queue(
     harness: PushHarness, make_client
 ) -> None:  # type: ignore[no-untyped-def]
