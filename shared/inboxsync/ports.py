@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-__all__ = ["DeadLetterStore", "PushEvent", "PushEventStore", "TaskQueue"]
+__all__ = [
+    "EVENT_DISPATCHED",
+    "EVENT_RECEIVED",
+    "DeadLetterStore",
+    "PushEvent",
+    "PushEventStore",
+    "TaskQueue",
+]
+
+# States of a push_events marker: written by receive_push, moved on by run_sync.
+EVENT_RECEIVED = "received"
+EVENT_DISPATCHED = "dispatched"
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,18 @@ from inboxsync.auth import TokenVerifier
 from inboxsync.envelope import PushEnvelope, parse_push_body
 from inboxsync.errors import AuthError, ForbiddenError, InvalidPayload, TransientError
 from inboxsync.handling import IncomingRequest, Outcome
-from inboxsync.logs import bind, get_logger
-from inboxsync.ports import DeadLetterStore, PushEvent, PushEventStore, TaskQueue
+from inboxsync.logs import get_logger
+from inboxsync.ports import (
+    EVENT_DISPATCHED,
+    DeadLetterStore,
+    PushEvent,
+    PushEventStore,
+    TaskQueue,
+)
 
 __all__ = ["PushOutcome", "PushReceiver", "PushRequest"]
 
 _log = get_logger("inboxsync.receive_push")
-STATE_DISPATCHED = "dispatched"
 _LEVELS = {
     "enqueued": logging.INFO,
     "recovered": logging.INFO,
@@ -63,24 +68,21 @@ class PushReceiver:
         self.project = project
 
     def handle(self, request: PushRequest) -> PushOutcome:
+        """Handle one push and write its one log line."""
         started = time.perf_counter()
-        outcome = self._handle(request)
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-        level = _LEVELS.get(outcome.outcome, logging.WARNING)
-        _log.log(
-            level,
-            "push %s",
-            outcome.outcome,
-            extra={
-                "outcome": outcome.outcome,
-                "status": outcome.status,
-                "detail": outcome.detail,
-                "elapsed_ms": elapsed_ms,
-            },
+        fields: dict[str, Any] = {}  # filled in as the push is understood
+        outcome = self._handle(request, fields)
+        fields.update(
+            outcome=outcome.outcome,
+            status=outcome.status,
+            detail=outcome.detail,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+        level = _LEVELS.get(outcome.outcome, logging.WARNING)
+        _log.log(level, "push %s", outcome.outcome, extra=fields)
         return outcome
 
-    def _handle(self, request: PushRequest) -> PushOutcome:
+    def _handle(self, request: PushRequest, fields: dict[str, Any]) -> PushOutcome:
         if self._verifier is not None:
             try:
                 self._verifier.verify(request.header("authorization"))
@@ -101,48 +103,47 @@ class PushReceiver:
             return self._dead_letter(request, str(exc))
 
         try:
-            return self._accept(envelope)
+            return self._accept(envelope, fields)
         except TransientError as exc:
             return PushOutcome(503, "unavailable", str(exc), exc.retry_after_s)
 
-    def _accept(self, envelope: PushEnvelope) -> PushOutcome:
+    def _accept(self, envelope: PushEnvelope, fields: dict[str, Any]) -> PushOutcome:
         event_id = ids.push_event_id(envelope.subscription, envelope.message_id)
         mailbox_id = ids.mailbox_id(envelope.notification.email_address)
         history_id = envelope.notification.history_id
         task_name = ids.task_name_for_event(event_id)
+        fields.update(event_id=event_id, mailbox_id=mailbox_id, history_id=history_id)
+        if envelope.delivery_attempt is not None:
+            fields["attempt"] = envelope.delivery_attempt
 
-        with bind(event_id=event_id, mailbox_id=mailbox_id, history_id=history_id):
-            created = self._events.create_push_event(
-                PushEvent(
-                    event_id=event_id,
-                    mailbox_id=mailbox_id,
-                    history_id=history_id,
-                    message_id=envelope.message_id,
-                    subscription=envelope.subscription,
-                    publish_time=envelope.publish_time,
-                    task_name=task_name,
-                    expires_at=self._clock() + self._event_ttl,
-                )
+        created = self._events.create_push_event(
+            PushEvent(
+                event_id=event_id,
+                mailbox_id=mailbox_id,
+                history_id=history_id,
+                message_id=envelope.message_id,
+                subscription=envelope.subscription,
+                publish_time=envelope.publish_time,
+                task_name=task_name,
+                expires_at=self._clock() + self._event_ttl,
             )
-            # Only duplicates pay for this read.
-            if (
-                not created
-                and self._events.push_event_state(event_id) == STATE_DISPATCHED
-            ):
-                return PushOutcome(204, "duplicate")
+        )
+        # Only duplicates pay for this read.
+        if not created and self._events.push_event_state(event_id) == EVENT_DISPATCHED:
+            return PushOutcome(204, "duplicate")
 
-            task_body: dict[str, Any] = {
-                "event_id": event_id,
-                "mailbox_id": mailbox_id,
-                "history_id": history_id,
-                "publish_time": envelope.publish_time,
-            }
-            new_task = self._queue.enqueue(task_name, task_body)
-            if created:
-                return PushOutcome(204, "enqueued")
-            if new_task:
-                return PushOutcome(204, "recovered", "marker had no task yet")
-            return PushOutcome(204, "duplicate", "task already queued")
+        task_body: dict[str, Any] = {
+            "event_id": event_id,
+            "mailbox_id": mailbox_id,
+            "history_id": history_id,
+            "publish_time": envelope.publish_time,
+        }
+        new_task = self._queue.enqueue(task_name, task_body)
+        if created:
+            return PushOutcome(204, "enqueued")
+        if new_task:
+            return PushOutcome(204, "recovered", "marker had no task yet")
+        return PushOutcome(204, "duplicate", "task already queued")
 
     def _dead_letter(self, request: PushRequest, reason: str) -> PushOutcome:
         body = request.body[: self.max_body_bytes]

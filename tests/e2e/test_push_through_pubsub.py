@@ -88,7 +88,12 @@ def test_published_notification_is_pushed_acked_and_queued_once(
         (task,) = tasks.list_tasks(parent=queue_path)
         assert task.name.endswith(ids.task_name_for_event(event_id))
         log = log_path.read_text()
-        assert '"outcome":"enqueued"' in log
+        (line,) = [json.loads(x) for x in log.splitlines() if '"push ' in x]
+        assert line["outcome"] == "enqueued"
+        assert line["event_id"] == event_id
+        assert line["history_id"] == 777
+        assert line["mailbox_id"] == ids.mailbox_id("bob@example.com")
+        assert line["severity"] == "INFO"
         assert "LOCAL MODE" in log
         assert "bob@example.com" not in log
     finally:

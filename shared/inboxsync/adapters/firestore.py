@@ -20,7 +20,7 @@ from google.cloud import firestore
 from inboxsync import ids
 from inboxsync.config import CommonSettings
 from inboxsync.errors import StoreUnavailable
-from inboxsync.ports import PushEvent
+from inboxsync.ports import EVENT_DISPATCHED, EVENT_RECEIVED, PushEvent
 
 __all__ = [
     "ACTIONS",
@@ -39,9 +39,6 @@ MAILBOXES = "mailboxes"
 PROCESSED_MESSAGES = "processed_messages"
 ACTIONS = "actions"
 DEAD_LETTERS = "dead_letters"
-
-STATE_RECEIVED = "received"
-STATE_DISPATCHED = "dispatched"
 
 
 def make_client(common: CommonSettings) -> firestore.Client:
@@ -102,7 +99,7 @@ class FirestoreStore:
         return create_document(
             ref,
             {
-                "state": STATE_RECEIVED,
+                "state": EVENT_RECEIVED,
                 "mailboxId": event.mailbox_id,
                 "historyId": event.history_id,
                 "messageId": event.message_id,
@@ -131,7 +128,7 @@ class FirestoreStore:
         with store_errors("mark push event"), suppress(gexc.NotFound):
             ref.update(
                 {
-                    "state": STATE_DISPATCHED,
+                    "state": EVENT_DISPATCHED,
                     "dispatchedAt": firestore.SERVER_TIMESTAMP,
                 },
                 timeout=self._timeout_s,
