@@ -4,13 +4,19 @@ Credentials per mailbox `auth` mode:
 - `none`: the local Gmail sandbox (INBOXSYNC_GMAIL_API_URL), which accepts
   `Bearer sandbox:<address>` as the caller's identity;
 - `delegated`: Workspace domain-wide delegation. The JWT asserting the user is
-  signed by IAM signJwt for the delegation service account, so no key file
-  exists anywhere;
+  signed by IAM Credentials signJwt for the delegation service account, so no
+  key file exists anywhere, then exchanged at the OAuth token endpoint;
 - `oauth`: a consumer account's refresh token, kept as JSON
   `{client_id, client_secret, refresh_token}` in a Secret Manager secret read
   through its REST API.
 
-Every failure leaves this module as the product's error tree (see `_translate`).
+Both call Google as the runtime identity (`google.auth.default()`, the metadata
+server on Cloud Functions). Credentials are built on the first Gmail call of a
+sync, inside the engine's error handling, and kept per mailbox; google-auth
+refreshes their token when it is within a few minutes of expiry.
+
+Every failure leaves this module as the product's error tree (see
+`translate_error`).
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ import base64
 import json
 import socket
 import threading
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -28,11 +34,11 @@ import google.auth
 import google_auth_httplib2
 import httplib2
 from google.auth import exceptions as auth_exceptions
-from google.auth import iam
+from google.auth import transport
 from google.auth.credentials import Credentials as BaseCredentials
 from google.auth.transport.requests import AuthorizedSession, Request
+from google.oauth2 import _client as oauth2_client
 from google.oauth2 import credentials as user_credentials
-from google.oauth2 import service_account
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
@@ -61,6 +67,7 @@ __all__ = ["GmailApiConnector", "GmailApiMailbox", "translate_error"]
 GMAIL_ROOT = "https://gmail.googleapis.com/"
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 SECRET_MANAGER = "https://secretmanager.googleapis.com/v1/"
+IAM_CREDENTIALS = "https://iamcredentials.googleapis.com/v1/"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 METADATA_HEADERS = ["From", "To", "Subject", "Date"]
 # Gmail answers 403 both for "not allowed" (permanent) and for spent quota: the
@@ -72,12 +79,29 @@ _RATE_REASONS = {
     "dailyLimitExceeded",
     "quotaExceeded",
 }
+# OAuth token endpoint answers (RFC 6749 section 5.2) that retrying cannot fix:
+# a revoked or expired refresh token, a deleted client, delegation not granted.
+_OAUTH_PERMANENT_ERRORS = {
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "access_denied",
+}
+_DELEGATION_LIFETIME_S = 3600
 _HISTORY_TYPES = ["messageAdded", "labelAdded"]
 _HISTORY_PAGE_SIZE = 500
 
 
 class GmailApiConnector:
-    """Builds an authorised Gmail client per mailbox; credentials are cached."""
+    """Builds an authorised Gmail client per mailbox; credentials are cached.
+
+    The Google endpoints default to production; tests point them at local
+    stand-ins. `source_credentials` is the runtime identity that reads secrets
+    and calls signJwt (default: `google.auth.default()`).
+    """
 
     def __init__(
         self,
@@ -86,23 +110,49 @@ class GmailApiConnector:
         scopes: Sequence[str],
         timeout_s: float = 30.0,
         delegation_account: str | None = None,
+        token_uri: str = TOKEN_URI,
+        secret_manager_url: str = SECRET_MANAGER,
+        iam_credentials_url: str = IAM_CREDENTIALS,
+        source_credentials: BaseCredentials | None = None,
     ) -> None:
         self._root = (api_url or GMAIL_ROOT).rstrip("/") + "/"
         self._sandbox = api_url is not None
         self._scopes = list(scopes)
         self._timeout_s = timeout_s
         self._delegation_account = delegation_account
+        self._token_uri = token_uri
+        self._secret_manager = secret_manager_url.rstrip("/") + "/"
+        self._iam_credentials = iam_credentials_url.rstrip("/") + "/"
         self._lock = threading.Lock()
-        self._cache: dict[str, BaseCredentials] = {}
+        self._cache: dict[tuple[str, str, str | None], BaseCredentials] = {}
         self._source: tuple[BaseCredentials, str | None] | None = None
+        if source_credentials is not None:
+            self._source = (
+                source_credentials,
+                getattr(source_credentials, "service_account_email", None),
+            )
 
     def for_mailbox(self, mailbox: Mailbox) -> GmailApiMailbox:
+        # No network here: the engine calls this before its error handling, so
+        # reading a secret or refreshing a token waits for the first Gmail call.
+        return GmailApiMailbox(
+            lambda: self._service(mailbox),
+            batch_uri=f"{self._root}batch/gmail/v1",
+            on_revoked=lambda: self.forget(mailbox),
+        )
+
+    def forget(self, mailbox: Mailbox) -> None:
+        """Drop a mailbox's credentials, so the next sync builds them again."""
+        with self._lock:
+            self._cache.pop(_cache_key(mailbox), None)
+
+    def _service(self, mailbox: Mailbox) -> Any:
         credentials = self._credentials(mailbox)
         http = google_auth_httplib2.AuthorizedHttp(
             credentials, http=httplib2.Http(timeout=int(self._timeout_s))
         )
         options = {"api_endpoint": self._root} if self._sandbox else None
-        service = build(
+        return build(
             "gmail",
             "v1",
             http=http,
@@ -110,15 +160,14 @@ class GmailApiConnector:
             static_discovery=True,
             cache_discovery=False,
         )
-        return GmailApiMailbox(service, batch_uri=f"{self._root}batch/gmail/v1")
 
     def _credentials(self, mailbox: Mailbox) -> BaseCredentials:
         with self._lock:
-            cached = self._cache.get(mailbox.mailbox_id)
+            cached = self._cache.get(_cache_key(mailbox))
             if cached is not None:
                 return cached
             credentials = self._new_credentials(mailbox)
-            self._cache[mailbox.mailbox_id] = credentials
+            self._cache[_cache_key(mailbox)] = credentials
             return credentials
 
     def _new_credentials(self, mailbox: Mailbox) -> BaseCredentials:
@@ -128,7 +177,7 @@ class GmailApiConnector:
                     "mailbox is registered with auth=none, which only the local Gmail"
                     " sandbox accepts"
                 )
-            return user_credentials.Credentials(token=f"sandbox:{mailbox.address}")  # type: ignore[no-untyped-call]
+            return SandboxToken(f"sandbox:{mailbox.address}")
         if mailbox.auth == "delegated":
             return self._delegated(mailbox.address)
         if mailbox.auth == "oauth":
@@ -137,7 +186,12 @@ class GmailApiConnector:
 
     def _source_credentials(self) -> tuple[BaseCredentials, str | None]:
         if self._source is None:
-            credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM])
+            try:
+                credentials, _ = google.auth.default(scopes=[CLOUD_PLATFORM])
+            except auth_exceptions.GoogleAuthError as exc:
+                raise GmailUnavailable(
+                    f"could not load the runtime identity: {exc}"
+                ) from exc
             self._source = (
                 credentials,
                 getattr(credentials, "service_account_email", None),
@@ -161,13 +215,15 @@ class GmailApiConnector:
                 "INBOXSYNC_DELEGATED_ADMIN must name the service account authorised for"
                 " domain-wide delegation"
             )
-        signer = iam.Signer(Request(), source, account)  # type: ignore[no-untyped-call]
-        return service_account.Credentials(  # type: ignore[no-untyped-call]
-            signer,
-            account,
-            TOKEN_URI,
-            scopes=self._scopes,
+        return DelegatedCredentials(
+            source,
+            account=account,
             subject=address,
+            scopes=self._scopes,
+            token_uri=self._token_uri,
+            sign_jwt_url=(
+                f"{self._iam_credentials}projects/-/serviceAccounts/{account}:signJwt"
+            ),
         )
 
     def _oauth(self, mailbox: Mailbox) -> BaseCredentials:
@@ -180,17 +236,31 @@ class GmailApiConnector:
         session = AuthorizedSession(source)  # type: ignore[no-untyped-call]
         try:
             response = session.get(
-                f"{SECRET_MANAGER}{name}:access", timeout=self._timeout_s
+                f"{self._secret_manager}{name}:access", timeout=self._timeout_s
             )
-        except Exception as exc:  # requests' errors: a network problem
+        except Exception as exc:  # requests' or google-auth's: a network problem
             raise GmailUnavailable(
                 f"Secret Manager unreachable: {type(exc).__name__}"
             ) from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise GmailUnavailable(f"Secret Manager answered {response.status_code}")
+        finally:
+            session.close()  # type: ignore[no-untyped-call]
+        if response.status_code >= 500 or response.status_code in (408, 429):
+            raise GmailUnavailable(
+                f"Secret Manager answered {response.status_code} for {name}"
+            )
+        if response.status_code == 404:
+            raise CredentialsRevoked(
+                f"the mailbox's OAuth secret {name} does not exist (HTTP 404)"
+            )
+        if response.status_code == 403:
+            raise CredentialsRevoked(
+                f"the runtime service account may not read the OAuth secret {name}"
+                " (HTTP 403): grant it roles/secretmanager.secretAccessor"
+            )
         if response.status_code != 200:
             raise CredentialsRevoked(
-                f"cannot read the mailbox's OAuth secret: HTTP {response.status_code}"
+                f"cannot read the mailbox's OAuth secret {name}:"
+                f" HTTP {response.status_code}"
             )
         try:
             encoded = response.json()["payload"]["data"]
@@ -200,28 +270,148 @@ class GmailApiConnector:
                 refresh_token=info["refresh_token"],
                 client_id=info["client_id"],
                 client_secret=info["client_secret"],
-                token_uri=info.get("token_uri", TOKEN_URI),
+                token_uri=info.get("token_uri", self._token_uri),
                 scopes=self._scopes,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise CredentialsRevoked(
-                "the OAuth secret must be JSON with client_id, client_secret and"
-                f" refresh_token ({type(exc).__name__})"
+                f"the OAuth secret {name} must be JSON with client_id, client_secret"
+                f" and refresh_token ({type(exc).__name__})"
             ) from None
 
 
-class GmailApiMailbox:
-    """MailboxGmail over one googleapiclient service (userId `me`)."""
+class SandboxToken(BaseCredentials):
+    """The sandbox's fixed `sandbox:<address>` token; nothing can renew it."""
 
-    def __init__(self, service: Any, *, batch_uri: str) -> None:
-        self._service = service
+    def __init__(self, token: str) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.token = token
+
+    def refresh(self, request: transport.Request) -> None:
+        # Reached only when the sandbox answered 401 to this token.
+        raise CredentialsRevoked("the Gmail sandbox rejected the mailbox's token")
+
+
+def _cache_key(mailbox: Mailbox) -> tuple[str, str, str | None]:
+    return (mailbox.mailbox_id, mailbox.auth, mailbox.oauth_secret)
+
+
+class DelegatedCredentials(BaseCredentials):
+    """Domain-wide delegation without a key: IAM signJwt, then the JWT-bearer grant.
+
+    The JWT names the delegation service account (`iss`), the mailbox (`sub`),
+    the Gmail scopes and the token endpoint (`aud`); IAM signs it with a
+    Google-managed key of that account, which the runtime identity may do when
+    it holds roles/iam.serviceAccountTokenCreator on it.
+    """
+
+    def __init__(
+        self,
+        source: BaseCredentials,
+        *,
+        account: str,
+        subject: str,
+        scopes: Sequence[str],
+        token_uri: str,
+        sign_jwt_url: str,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._source = source
+        self._account = account
+        self._subject = subject
+        self._scopes = list(scopes)
+        self._token_uri = token_uri
+        self._sign_jwt_url = sign_jwt_url
+
+    def refresh(self, request: transport.Request) -> None:
+        assertion = self._signed_assertion(request)
+        token, expiry, _ = oauth2_client.jwt_grant(  # type: ignore[no-untyped-call]
+            request, self._token_uri, assertion
+        )
+        self.token = token
+        self.expiry = expiry
+
+    def _signed_assertion(self, request: transport.Request) -> str:
+        now = datetime.now(UTC)
+        claims = {
+            "iss": self._account,
+            "sub": self._subject,
+            "scope": " ".join(self._scopes),
+            "aud": self._token_uri,
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=_DELEGATION_LIFETIME_S)).timestamp()),
+        }
+        headers = {"Content-Type": "application/json"}
+        self._source.before_request(request, "POST", self._sign_jwt_url, headers)  # type: ignore[no-untyped-call]
+        body = json.dumps({"payload": json.dumps(claims)}).encode()
+        response = request(
+            url=self._sign_jwt_url, method="POST", headers=headers, body=body
+        )
+        text = response.data.decode("utf-8", "replace")
+        if response.status == 200:
+            try:
+                return str(json.loads(text)["signedJwt"])
+            except (KeyError, ValueError, TypeError):
+                raise GmailUnavailable("IAM signJwt answered without a JWT") from None
+        if response.status in (403, 404):
+            raise CredentialsRevoked(
+                f"IAM signJwt for {self._account} answered {response.status}: the"
+                " runtime service account needs roles/iam.serviceAccountTokenCreator"
+                " on it, and the IAM Service Account Credentials API must be enabled"
+                f" ({_error_message(text)})"
+            )
+        if response.status >= 500 or response.status in (408, 429):
+            raise GmailUnavailable(f"IAM signJwt answered {response.status}")
+        raise CredentialsRevoked(
+            f"IAM signJwt for {self._account} answered {response.status}"
+            f" ({_error_message(text)})"
+        )
+
+
+def _error_message(text: str) -> str:
+    """The `error.message` of a Google JSON error answer, else its start."""
+    try:
+        return str(json.loads(text)["error"]["message"])
+    except (KeyError, ValueError, TypeError):
+        return text[:200]
+
+
+class GmailApiMailbox:
+    """MailboxGmail over one googleapiclient service (userId `me`), built lazily."""
+
+    def __init__(
+        self,
+        make_service: Callable[[], Any],
+        *,
+        batch_uri: str,
+        on_revoked: Callable[[], None] | None = None,
+    ) -> None:
+        self._make_service = make_service
+        self._service_built: Any = None
         self._batch_uri = batch_uri
+        self._on_revoked = on_revoked
+
+    @property
+    def _service(self) -> Any:
+        if self._service_built is None:
+            try:
+                self._service_built = self._make_service()
+            except Exception as exc:
+                raise self._failed("credentials", exc) from exc
+        return self._service_built
+
+    def _failed(self, method: str, exc: BaseException) -> InboxsyncError:
+        error = translate_error(method, exc)
+        if isinstance(error, CredentialsRevoked) and self._on_revoked is not None:
+            # A new refresh token or a granted role must be picked up next time.
+            self._on_revoked()
+        return error
 
     def _execute(self, method: str, request: Any) -> dict[str, Any]:
         try:
             result: dict[str, Any] = request.execute(num_retries=0)
         except Exception as exc:
-            raise translate_error(method, exc) from exc
+            raise self._failed(method, exc) from exc
         return result
 
     def get_profile_history_id(self) -> int:
@@ -306,7 +496,7 @@ class GmailApiMailbox:
         try:
             batch.execute()
         except Exception as exc:
-            raise translate_error("batch", exc) from exc
+            raise self._failed("batch", exc) from exc
 
         fetched: dict[str, GmailMessage | None] = {}
         for message_id in message_ids:
@@ -376,11 +566,15 @@ def translate_error(method: str, exc: BaseException) -> InboxsyncError:
             return GmailUnavailable(detail, retry_after_s=_retry_after(exc))
         return GmailRequestRejected(detail)
     if isinstance(exc, auth_exceptions.RefreshError):
-        if getattr(exc, "retryable", False):
-            return GmailUnavailable(f"token refresh failed for {method}, will retry")
-        # invalid_grant (revoked or expired refresh token), unauthorized_client
-        # (delegation not granted): retrying cannot help.
-        return CredentialsRevoked(f"token refresh failed for {method}: {exc}")
+        if _oauth_error(exc) in _OAUTH_PERMANENT_ERRORS or str(exc).startswith(
+            "Reauthentication is needed"
+        ):
+            return CredentialsRevoked(f"token refresh failed for {method}: {exc}")
+        # A 5xx, an HTML error page from a proxy, an answer without a token:
+        # the token endpoint may answer properly next time.
+        return GmailUnavailable(
+            f"token refresh failed for {method}, will retry: {str(exc)[:200]}"
+        )
     if isinstance(
         exc,
         auth_exceptions.TransportError
@@ -390,6 +584,14 @@ def translate_error(method: str, exc: BaseException) -> InboxsyncError:
     ):
         return GmailUnavailable(f"Gmail {method} failed: {type(exc).__name__}")
     return GmailUnavailable(f"Gmail {method} failed unexpectedly: {type(exc).__name__}")
+
+
+def _oauth_error(exc: auth_exceptions.RefreshError) -> str | None:
+    """The `error` code of the token endpoint's JSON answer, if it sent one."""
+    for arg in exc.args:
+        if isinstance(arg, Mapping) and isinstance(arg.get("error"), str):
+            return str(arg["error"])
+    return None
 
 
 def _reasons(exc: HttpError) -> set[str]:
