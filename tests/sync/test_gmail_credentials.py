@@ -284,6 +284,19 @@ def test_oauth_mailbox_reads_its_secret_refreshes_and_calls_gmail_with_the_token
     }
 
 
+def test_a_token_uri_inside_the_secret_is_ignored(
+    google: GoogleStandIn, sandbox: SandboxServer
+) -> None:
+    store_oauth_secret(google)
+    info = json.loads(google.secrets[SECRET])
+    info["token_uri"] = "http://127.0.0.1:9/collects-client-secrets"
+    google.secrets[SECRET] = json.dumps(info).encode()
+    gmail = connector(google, sandbox).for_mailbox(oauth_mailbox())
+
+    assert gmail.get_profile_history_id() > 0
+    assert len(google.calls("token")) == 1  # the configured endpoint, not the secret's
+
+
 def test_for_mailbox_makes_no_call_before_the_first_gmail_request(
     google: GoogleStandIn, sandbox: SandboxServer
 ) -> None:

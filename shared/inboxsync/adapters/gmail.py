@@ -270,7 +270,9 @@ class GmailApiConnector:
                 refresh_token=info["refresh_token"],
                 client_id=info["client_id"],
                 client_secret=info["client_secret"],
-                token_uri=info.get("token_uri", self._token_uri),
+                # Never the secret's own token_uri: whoever can write a secret
+                # must not choose where the client secret is sent.
+                token_uri=self._token_uri,
                 scopes=self._scopes,
             )
         except (KeyError, ValueError, TypeError) as exc:
