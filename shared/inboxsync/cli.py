@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 from inboxsync.errors import ConfigError, InboxsyncError
 
 if TYPE_CHECKING:
+    from inboxsync.adapters.gmail import GmailApiConnector
     from inboxsync.local.control import StackClient
     from inboxsync.replay import DeadLetterReplayer
+    from inboxsync.sync.firestore_store import SyncFirestore
 
 __all__ = ["main"]
 
@@ -122,32 +124,134 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replayer(args: argparse.Namespace) -> DeadLetterReplayer:
-    """Against the running local stack, or (--from-env) receive_push's settings."""
+def _environment(args: argparse.Namespace) -> dict[str, str]:
+    """The running local stack's settings, or (--from-env) the process environment.
+
+    With --from-env the variables are the deployed functions' own (receive_push's
+    for the queue, run_sync's for Gmail), plus credentials for the project.
+    """
     import os
 
-    from inboxsync.config import PushSettings
     from inboxsync.local.stack import LOCATION, QUEUE, read_status
+
+    if args.from_env:
+        return dict(os.environ)
+    status = read_status()
+    if status is None:
+        raise CliError(NO_STACK + "; or pass --from-env", 1)
+    return {
+        "INBOXSYNC_PROJECT": status.project,
+        "INBOXSYNC_LOCAL_MODE": "true",
+        "FIRESTORE_EMULATOR_HOST": status.firestore_emulator_host,
+        "CLOUD_TASKS_EMULATOR_HOST": status.tasks_emulator_host,
+        "INBOXSYNC_TASKS_LOCATION": LOCATION,
+        "INBOXSYNC_TASKS_QUEUE": QUEUE,
+        "INBOXSYNC_SYNC_URL": status.sync_url,
+        "INBOXSYNC_GMAIL_API_URL": status.gmail_api_url,
+        "INBOXSYNC_GMAIL_TOPIC": status.topic,
+        "INBOXSYNC_RULES_FILE": status.rules_file,
+    }
+
+
+def _replayer(args: argparse.Namespace) -> DeadLetterReplayer:
+    from inboxsync.config import PushSettings
     from inboxsync.replay import DeadLetterReplayer
     from inboxsync.wiring import push_parts
 
-    if args.from_env:
-        environ: dict[str, str] = dict(os.environ)
-    else:
-        status = read_status()
-        if status is None:
-            raise CliError(NO_STACK + "; or pass --from-env", 1)
-        environ = {
-            "INBOXSYNC_PROJECT": status.project,
-            "INBOXSYNC_LOCAL_MODE": "true",
-            "FIRESTORE_EMULATOR_HOST": status.firestore_emulator_host,
-            "CLOUD_TASKS_EMULATOR_HOST": status.tasks_emulator_host,
-            "INBOXSYNC_TASKS_LOCATION": LOCATION,
-            "INBOXSYNC_TASKS_QUEUE": QUEUE,
-            "INBOXSYNC_SYNC_URL": status.sync_url,
-        }
-    parts = push_parts(PushSettings.from_env(environ))
+    parts = push_parts(PushSettings.from_env(_environment(args)))
     return DeadLetterReplayer(parts.store, receiver=parts.receiver, queue=parts.queue)
+
+
+def _mailbox_tools(
+    args: argparse.Namespace,
+) -> tuple[SyncFirestore, GmailApiConnector, str]:
+    """Firestore store, Gmail adapter and watch topic for the mailbox commands."""
+    from inboxsync.adapters.firestore import make_client
+    from inboxsync.adapters.gmail import GmailApiConnector
+    from inboxsync.config import EnvReader
+    from inboxsync.sync.firestore_store import SyncFirestore
+    from inboxsync.sync.settings import SyncSettings
+
+    environ = _environment(args)
+    settings = SyncSettings.from_env(environ)
+    topic = args.topic or EnvReader(environ).optional("INBOXSYNC_GMAIL_TOPIC")
+    if not topic or not topic.startswith("projects/"):
+        raise CliError(
+            "the Pub/Sub topic for users.watch is needed, as projects/P/topics/T:"
+            " pass --topic or set INBOXSYNC_GMAIL_TOPIC (terraform output gmail_topic)",
+            2,
+        )
+    connector = GmailApiConnector(
+        api_url=settings.gmail_api_url,
+        scopes=settings.gmail_scopes,
+        timeout_s=settings.gmail_timeout_s,
+        delegation_account=settings.delegated_admin,
+    )
+    return SyncFirestore(make_client(settings.common)), connector, topic
+
+
+def _cmd_mailboxes_add(args: argparse.Namespace) -> int:
+    from inboxsync.onboarding import add_mailbox
+
+    store, connector, topic = _mailbox_tools(args)
+    watched = add_mailbox(
+        store,
+        connector,
+        args.address,
+        topic=topic,
+        auth=args.auth,
+        oauth_secret=args.oauth_secret,
+        label_ids=args.label or ("INBOX",),
+    )
+    print(
+        json.dumps(
+            {
+                "mailbox_id": watched.mailbox_id,
+                "history_id": watched.history_id,
+                "watch_expires_at": watched.watch_expires_at.isoformat(),
+            }
+        )
+    )
+    return 0
+
+
+def _cmd_mailboxes_renew(args: argparse.Namespace) -> int:
+    from inboxsync.config import PushSettings
+    from inboxsync.onboarding import renew_watches
+    from inboxsync.wiring import push_parts
+
+    store, connector, topic = _mailbox_tools(args)
+    queue = push_parts(PushSettings.from_env(_environment(args))).queue
+    report = renew_watches(
+        store, connector, queue, topic=topic, label_ids=args.label or ("INBOX",)
+    )
+    print(
+        json.dumps(
+            {
+                "renewed": len(report.renewed),
+                "skipped": len(report.skipped),
+                "failed": report.failed,
+                "retry_later": report.retry_later,
+            }
+        )
+    )
+    return 1 if report.failed or report.retry_later else 0
+
+
+def _cmd_mailboxes_list(args: argparse.Namespace) -> int:
+    store, _, _ = _mailbox_tools(args)
+    rows = [
+        {
+            "mailbox_id": m.mailbox_id,
+            "address": m.address,
+            "status": m.status,
+            "auth": m.auth,
+            "checkpoint": m.checkpoint,
+        }
+        for m in store.list_mailboxes()
+    ]
+    print(json.dumps(rows, indent=2))
+    return 0
 
 
 def _cmd_dead_letters_list(args: argparse.Namespace) -> int:
@@ -239,11 +343,39 @@ def _parser() -> argparse.ArgumentParser:
     replay = letter_commands.add_parser("replay", help="send dead letters back in")
     replay.add_argument("ids", nargs="+", metavar="ID")
     replay.set_defaults(func=_cmd_dead_letters_replay)
-    for sub in (listing, replay):
+    mailboxes = groups.add_parser("mailboxes", help="register and watch mailboxes")
+    mailbox_commands = mailboxes.add_subparsers(dest="command", required=True)
+    add_box = mailbox_commands.add_parser(
+        "add", help="register a mailbox at its current history id and watch it"
+    )
+    add_box.add_argument("address")
+    add_box.add_argument(
+        "--auth",
+        choices=("delegated", "oauth", "none"),
+        default="delegated",
+        help="delegated (Workspace), oauth (refresh token secret), none (sandbox)",
+    )
+    add_box.add_argument(
+        "--oauth-secret", help="with --auth oauth: projects/P/secrets/NAME"
+    )
+    add_box.set_defaults(func=_cmd_mailboxes_add)
+    renew = mailbox_commands.add_parser(
+        "renew",
+        help="renew every active mailbox's watch and queue a catch-up sync (daily)",
+    )
+    renew.set_defaults(func=_cmd_mailboxes_renew)
+    list_boxes = mailbox_commands.add_parser("list", help="registered mailboxes")
+    list_boxes.set_defaults(func=_cmd_mailboxes_list)
+    for sub in (add_box, renew, list_boxes):
+        sub.add_argument("--topic", help="watch topic (default INBOXSYNC_GMAIL_TOPIC)")
+        sub.add_argument(
+            "--label", action="append", help="watch label id (default INBOX)"
+        )
+    for sub in (listing, replay, add_box, renew, list_boxes):
         sub.add_argument(
             "--from-env",
             action="store_true",
-            help="use receive_push's environment variables instead of the local stack",
+            help="use the functions' environment variables instead of the local stack",
         )
     return parser
 

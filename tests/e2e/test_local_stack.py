@@ -429,3 +429,73 @@ def test_dead_letters_are_listed_and_replayed(
         assert "no dead letter with id no-such-id" in missing.stderr
     finally:
         client.close()
+
+
+def test_mailboxes_add_list_and_renew_catch_up_mail_without_notification(
+    stack: tuple[LocalStack, StackStatus],
+) -> None:
+    import requests
+
+    _, status = stack
+    client = StackClient(status)
+    quiet = "quiet@example.com"
+    try:
+        client.admin.create_mailbox(quiet)
+        added = cli(status, "mailboxes", "add", quiet, "--auth", "none")
+        assert added.returncode == 0, added.stderr
+        assert json.loads(added.stdout)["watch_expires_at"]
+        listed = json.loads(cli(status, "mailboxes", "list").stdout)
+        assert {"address": quiet, "status": "active"}.items() <= next(
+            m for m in listed if m["address"] == quiet
+        ).items()
+
+        # The watch stops (as after 7 days without renewal): mail arrives, but
+        # no notification does.
+        stopped = requests.post(
+            f"{status.gmail_api_url}gmail/v1/users/{quiet}/stop", timeout=10
+        )
+        assert stopped.status_code in (200, 204)
+        (unnotified,) = client.deliver(quiet, subject="nobody told us")
+        assert not wait_until(
+            lambda: client.message_done(quiet, unnotified), timeout_s=2
+        )
+
+        renewed = cli(status, "mailboxes", "renew")
+
+        assert renewed.returncode == 0, renewed.stderr
+        assert json.loads(renewed.stdout)["renewed"] >= 1
+        assert wait_until(lambda: client.message_done(quiet, unnotified), timeout_s=30)
+        assert client.admin.get_mailbox(quiet)["watch"]  # watching again
+    finally:
+        client.close()
+
+
+def test_mailboxes_add_without_a_topic_is_refused(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "INBOXSYNC_STACK_DIR": str(tmp_path),
+        "INBOXSYNC_PROJECT": "p",
+        "INBOXSYNC_RULES_FILE": str(tmp_path / "rules.toml"),
+        "INBOXSYNC_SYNC_AUDIENCE": "https://x.test/run_sync",
+        "INBOXSYNC_SYNC_ALLOWED_EMAILS": "tasks@p.iam.gserviceaccount.com",
+        "INBOXSYNC_GMAIL_TOPIC": "",
+    }
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "inboxsync.cli",
+            "mailboxes",
+            "add",
+            "a@b.io",
+            "--from-env",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert "--topic" in result.stderr

@@ -522,6 +522,18 @@ class GmailApiMailbox:
         )
         self._execute("messages.modify", request)
 
+    def watch(self, topic: str, label_ids: Sequence[str]) -> tuple[int, int]:
+        """Start or renew users.watch; the history id and expiry (epoch ms)."""
+        body = {
+            "topicName": topic,
+            "labelIds": list(label_ids),
+            "labelFilterBehavior": "include",
+        }
+        answer = self._execute(
+            "watch", self._service.users().watch(userId="me", body=body)
+        )
+        return int(answer["historyId"]), int(answer["expiration"])
+
 
 def parse_message(data: Mapping[str, Any]) -> GmailMessage:
     payload = data.get("payload") or {}

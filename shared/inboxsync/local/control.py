@@ -24,11 +24,16 @@ from inboxsync.adapters.firestore import (
     PUSH_EVENTS,
     make_client,
 )
+from inboxsync.adapters.gmail import GmailApiConnector
 from inboxsync.config import CommonSettings
 from inboxsync.local.sandbox import SandboxAdmin
 from inboxsync.local.stack import StackStatus
+from inboxsync.sync.firestore_store import SyncFirestore
+from inboxsync.sync.models import Mailbox
 
 __all__ = ["PipelineCounts", "StackClient"]
+
+_SCOPES = ("https://www.googleapis.com/auth/gmail.modify",)
 
 
 @dataclass(frozen=True)
@@ -64,43 +69,35 @@ class StackClient:
 
     # -- Gmail side --------------------------------------------------------
 
-    def _gmail(self, method: str, address: str, path: str, body: Any = None) -> Any:
-        url = f"{self.status.gmail_api_url}gmail/v1/users/{address}/{path}"
-        response = self._http.request(method, url, json=body, timeout=10)
-        response.raise_for_status()
-        return response.json()
+    def gmail_connector(self) -> GmailApiConnector:
+        """The production Gmail adapter, pointed at the sandbox."""
+        return GmailApiConnector(api_url=self.status.gmail_api_url, scopes=_SCOPES)
 
     def add_mailbox(self, address: str) -> dict[str, Any]:
         """Create the sandbox mailbox, register it with the pipeline, watch it."""
         from inboxsync.local.sandbox import SandboxAdminError
-        from inboxsync.sync.firestore_store import SyncFirestore
-        from inboxsync.sync.registration import register_mailbox
+        from inboxsync.onboarding import add_mailbox
 
         try:
             self.admin.create_mailbox(address)
         except SandboxAdminError as exc:
             if exc.status != 409:  # an existing mailbox is fine: re-register it
                 raise
-        profile = self._gmail("GET", address, "profile")
-        # Registered before the watch: the watch notifies at once, and the
-        # worker must know the mailbox by then.
-        mailbox_id = register_mailbox(
-            SyncFirestore(self.firestore),
+        watched = add_mailbox(
+            self.sync_store(),
+            self.gmail_connector(),
             address,
+            topic=self.status.topic,
             auth="none",
-            history_id=int(profile["historyId"]),
-        )
-        watch = self._gmail(
-            "POST",
-            address,
-            "watch",
-            {"topicName": self.status.topic, "labelIds": ["INBOX"]},
         )
         return {
-            "mailbox_id": mailbox_id,
-            "history_id": watch["historyId"],
-            "watch_expiration_ms": watch["expiration"],
+            "mailbox_id": watched.mailbox_id,
+            "history_id": watched.history_id,
+            "watch_expires_at": watched.watch_expires_at.isoformat(),
         }
+
+    def sync_store(self) -> SyncFirestore:
+        return SyncFirestore(self.firestore)
 
     def deliver(
         self,
@@ -132,7 +129,9 @@ class StackClient:
     def publish(self, address: str, history_id: int | None = None) -> str:
         """Publish a Gmail-style notification to the topic; its Pub/Sub id."""
         if history_id is None:
-            history_id = int(self._gmail("GET", address, "profile")["historyId"])
+            mailbox = Mailbox(ids.mailbox_id(address), address, auth="none")
+            gmail = self.gmail_connector().for_mailbox(mailbox)
+            history_id = gmail.get_profile_history_id()
         data = json.dumps({"emailAddress": address, "historyId": history_id})
         response = self._http.post(
             f"http://{self.status.pubsub_emulator_host}/v1/{self.status.topic}:publish",

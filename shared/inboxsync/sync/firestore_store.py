@@ -99,6 +99,12 @@ class SyncFirestore:
         snapshot = self._read(self._mailbox_ref(mailbox_id))
         return _to_mailbox(snapshot) if snapshot.exists else None
 
+    def list_mailboxes(self) -> list[Mailbox]:
+        """Every registered mailbox (an operator's listing, not a hot path)."""
+        with store_errors("list mailboxes"):
+            snapshots = list(self._client.collection(MAILBOXES).stream())
+        return [_to_mailbox(snapshot) for snapshot in snapshots]
+
     def acquire_lease(
         self,
         mailbox_id: str,
