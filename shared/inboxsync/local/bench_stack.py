@@ -25,9 +25,10 @@ from inboxsync.adapters.firestore import ACTIONS, PROCESSED_MESSAGES, PUSH_EVENT
 from inboxsync.local.control import StackClient
 from inboxsync.local.stack import LocalStack, wait_until
 
-__all__ = ["main"]
+__all__ = ["RECORD_RULES", "main"]
 
-_RULES = """
+# One rule, one `record` action: the cheapest full path through the pipeline.
+RECORD_RULES = """
 [actions.keep]
 type = "record"
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="inboxsync-bench-stack-") as tmp:
         rules = Path(tmp) / "rules.toml"
-        rules.write_text(_RULES)
+        rules.write_text(RECORD_RULES)
         stack = LocalStack(state_dir=Path(tmp) / "state", base_port=0, rules_file=rules)
         with stack.running() as status:
             client = StackClient(status)

@@ -25,21 +25,11 @@ from typing import Any
 
 from inboxsync import ids
 from inboxsync.local import emulators
+from inboxsync.local.bench_stack import RECORD_RULES
 from inboxsync.local.sandbox import SandboxAdmin, SandboxServer, SandboxState
 from inboxsync.sync.quota import DEFAULT_METHOD_UNITS
 
 __all__ = ["main"]
-
-_RULES = """
-[actions.keep]
-type = "record"
-
-[[rules]]
-name = "inbox"
-actions = ["keep"]
-[rules.match]
-labels = ["INBOX"]
-"""
 
 
 @contextmanager
@@ -86,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="inboxsync-bench-sync-") as tmp:
         rules = Path(tmp) / "rules.toml"
-        rules.write_text(_RULES)
+        rules.write_text(RECORD_RULES)
         firestore_proc = emulators.start_firestore(log_dir=Path(tmp))
         sandbox = SandboxServer(SandboxState(seed=7)).start()
         try:
