@@ -499,3 +499,47 @@ def test_mailboxes_add_without_a_topic_is_refused(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "--topic" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ("[[rules]\nname = ", "rules.toml"),
+        (
+            '[actions.a]\ntype = "teleport"\n[[rules]]\nname = "r"\nactions = ["a"]\n',
+            "teleport",
+        ),
+        (
+            '[actions.f]\ntype = "forward"\nurl = "http://127.0.0.1:9/"\n'
+            'secret_env = "NOT_SET_ANYWHERE"\n[[rules]]\nname = "r"\nactions = ["f"]\n',
+            "NOT_SET_ANYWHERE",
+        ),
+    ],
+)
+def test_bad_rules_file_is_refused_before_anything_starts(
+    tmp_path: Path, rules: str, message: str
+) -> None:
+    path = tmp_path / "rules.toml"
+    path.write_text(rules)
+    local = LocalStack(state_dir=tmp_path / "state", base_port=0, rules_file=path)
+
+    with pytest.raises(Exception, match=message):
+        local.start()
+
+    assert local._processes == []
+
+
+def test_missing_emulator_package_is_named_and_nothing_is_left_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdk = tmp_path / "sdk"
+    (sdk / "platform").mkdir(parents=True)  # a gcloud SDK without the emulators
+    monkeypatch.setenv("CLOUDSDK_ROOT_DIR", str(sdk))
+    local = LocalStack(state_dir=tmp_path / "state", base_port=0)
+
+    with pytest.raises(
+        Exception, match="install the package google-cloud-cli-firestore-emulator"
+    ):
+        local.start()
+
+    assert local._processes == []

@@ -164,8 +164,7 @@ class LocalStack:
                 f"a local stack is already running (pid {running.pid}, push URL"
                 f" {running.push_url}); stop it first (Ctrl-C in its terminal)"
             )
-        if not self.rules_file.exists():
-            raise ConfigError(f"rules file {self.rules_file} does not exist")
+        self._check_rules()
         for name, port in self._ports.items():
             _check_port_free(name, port)
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -175,6 +174,20 @@ class LocalStack:
             self.stop()
             raise
         return self.status  # type: ignore[return-value]
+
+    def _check_rules(self) -> None:
+        """Refuse a bad rules file now, not as a 500 from run_sync's first task."""
+        import requests as http
+
+        from inboxsync.sync.actions import BuildContext, build_actions
+        from inboxsync.sync.build import load_checked_rules
+
+        if not self.rules_file.exists():
+            raise ConfigError(f"rules file {self.rules_file} does not exist")
+        rules = load_checked_rules(str(self.rules_file))
+        environ = {**os.environ, **self.extra_env}
+        with http.Session() as session:
+            build_actions(rules, BuildContext(environ=environ, session=session))
 
     def _start_all(self) -> None:
         ports = self._ports
