@@ -6,6 +6,7 @@ locals {
     "cloudbuild.googleapis.com",       # builds the function images
     "cloudfunctions.googleapis.com",
     "cloudresourcemanager.googleapis.com",
+    "cloudscheduler.googleapis.com", # runs renew_watches daily
     "cloudtasks.googleapis.com",
     "firestore.googleapis.com",
     "gmail.googleapis.com",

@@ -1,4 +1,4 @@
-# The two HTTP functions (Cloud Functions gen2, Python 3.11), deployed from
+# The three HTTP functions (Cloud Functions gen2, Python 3.11), deployed from
 # the folders `make dist` builds: zipped, uploaded, built by Cloud Build.
 
 locals {
@@ -7,6 +7,7 @@ locals {
 
   receive_push_name = "${var.name_prefix}-receive-push"
   run_sync_name     = "${var.name_prefix}-run-sync"
+  renew_name        = "${var.name_prefix}-renew-watches"
 
   # The audience chicken-and-egg: each function checks the `aud` of incoming
   # OIDC tokens against its own URL, but Terraform learns a function's URL
@@ -14,14 +15,16 @@ locals {
   # environment at creation. We compute the URL instead: a gen2 function is
   # also served at https://REGION-PROJECT_ID.cloudfunctions.net/NAME, a
   # fixed pattern (unlike the hashed *.run.app address) that its Cloud Run
-  # service accepts as token audience. The function, the push subscription
-  # and the Cloud Tasks tasks all use this one string, and a postcondition
+  # service accepts as token audience. The function, the push subscription,
+  # the Cloud Tasks tasks and the Cloud Scheduler job all use this one
+  # string, and a postcondition
   # on each function fails the apply if Google ever reports another URL.
   # (Cloud Run's deterministic NAME-PROJECT_NUMBER.REGION.run.app address
   # would also do, but needs the project number and a short enough name.)
   function_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net"
   receive_push_url  = "${local.function_base_url}/${local.receive_push_name}"
   run_sync_url      = "${local.function_base_url}/${local.run_sync_name}"
+  renew_watches_url = "${local.function_base_url}/${local.renew_name}"
 
   common_env = {
     INBOXSYNC_PROJECT            = var.project_id
@@ -31,7 +34,7 @@ locals {
     LOG_EXECUTION_ID = "true"
   }
 
-  function_folders = toset(["receive_push", "run_sync"])
+  function_folders = toset(["receive_push", "run_sync", "renew_watches"])
 }
 
 # --- Sources -------------------------------------------------------------------------
@@ -206,5 +209,67 @@ resource "google_cloudfunctions2_function" "run_sync" {
     google_project_iam_member.builder,
     google_storage_bucket_iam_member.builder_reads_sources,
     google_secret_manager_secret_iam_member.run_sync_reads_rule_secrets,
+  ]
+}
+
+# --- renew_watches -------------------------------------------------------------------
+
+resource "google_cloudfunctions2_function" "renew_watches" {
+  name        = local.renew_name
+  location    = var.region
+  description = "inboxsync: renews every active mailbox's Gmail watch and queues a catch-up sync for it (Cloud Scheduler target)."
+
+  build_config {
+    runtime         = local.runtime
+    entry_point     = "renew_watches"
+    service_account = google_service_account.builder.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.source["renew_watches"].name
+      }
+    }
+  }
+
+  service_config {
+    available_memory   = "${var.renew_watches_memory_mb}M"
+    min_instance_count = 0
+    # One scheduled run at a time; a retry never overlaps a run still going.
+    max_instance_count               = 1
+    timeout_seconds                  = var.renew_watches_timeout_s
+    max_instance_request_concurrency = 1
+    ingress_settings                 = "ALLOW_ALL"
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.renew_watches.email
+
+    environment_variables = merge(local.common_env, {
+      INBOXSYNC_RENEW_AUDIENCE        = local.renew_watches_url
+      INBOXSYNC_RENEW_ALLOWED_EMAILS  = google_service_account.scheduler_invoker.email
+      INBOXSYNC_GMAIL_TOPIC           = google_pubsub_topic.gmail.id
+      INBOXSYNC_WATCH_LABELS          = join(",", var.watch_label_ids)
+      INBOXSYNC_TASKS_LOCATION        = google_cloud_tasks_queue.sync.location
+      INBOXSYNC_TASKS_QUEUE           = google_cloud_tasks_queue.sync.name
+      INBOXSYNC_SYNC_URL              = local.run_sync_url
+      INBOXSYNC_SYNC_AUDIENCE         = local.run_sync_url
+      INBOXSYNC_TASKS_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email
+      # A delegated mailbox's watch is asked for as the account authorised for
+      # domain-wide delegation, the same one run_sync uses: delegated_admin
+      # when set, otherwise run_sync's own service account (one client id to
+      # authorise in the Workspace admin console, not two).
+      INBOXSYNC_DELEGATED_ADMIN = coalesce(var.delegated_admin, google_service_account.run_sync.email)
+    })
+  }
+
+  lifecycle {
+    postcondition {
+      condition     = self.url == local.renew_watches_url
+      error_message = "renew_watches is served at ${self.url}, not at the computed ${local.renew_watches_url} that its token audience uses; the URL pattern in functions.tf needs updating."
+    }
+  }
+
+  depends_on = [
+    google_project_iam_member.builder,
+    google_storage_bucket_iam_member.builder_reads_sources,
   ]
 }

@@ -8,8 +8,10 @@ data "google_project" "this" {
 locals {
   receive_push_member  = "serviceAccount:${google_service_account.receive_push.email}"
   run_sync_member      = "serviceAccount:${google_service_account.run_sync.email}"
+  renew_watches_member = "serviceAccount:${google_service_account.renew_watches.email}"
   push_invoker_member  = "serviceAccount:${google_service_account.push_invoker.email}"
   tasks_invoker_member = "serviceAccount:${google_service_account.tasks_invoker.email}"
+  scheduler_member     = "serviceAccount:${google_service_account.scheduler_invoker.email}"
   builder_member       = "serviceAccount:${google_service_account.builder.email}"
   pubsub_agent_member  = "serviceAccount:${google_project_service_identity.pubsub.email}"
 
@@ -35,6 +37,14 @@ resource "google_service_account" "tasks_invoker" {
   depends_on = [google_project_service.enabled]
 }
 
+resource "google_service_account" "scheduler_invoker" {
+  account_id   = "${var.name_prefix}-sched-invoker"
+  display_name = "inboxsync scheduler invoker"
+  description  = "Identity in the OIDC token of each Cloud Scheduler call of renew_watches."
+
+  depends_on = [google_project_service.enabled]
+}
+
 resource "google_service_account" "receive_push" {
   account_id   = "${var.name_prefix}-receive-push"
   display_name = "inboxsync receive_push runtime"
@@ -47,6 +57,14 @@ resource "google_service_account" "run_sync" {
   account_id   = "${var.name_prefix}-run-sync"
   display_name = "inboxsync run_sync runtime"
   description  = "Runs run_sync: reads Gmail for each mailbox and performs the configured actions."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "renew_watches" {
+  account_id   = "${var.name_prefix}-renew-watches"
+  display_name = "inboxsync renew_watches runtime"
+  description  = "Runs renew_watches: renews each mailbox's Gmail watch and enqueues catch-up syncs."
 
   depends_on = [google_project_service.enabled]
 }
@@ -92,7 +110,7 @@ resource "google_service_account_iam_member" "pubsub_agent_signs_push_tokens" {
   member             = local.pubsub_agent_member
 }
 
-# --- Invokers: only the two invoker identities may call the functions ----------------
+# --- Invokers: only the three invoker identities may call the functions --------------
 
 resource "google_cloud_run_v2_service_iam_member" "push_invoker_calls_receive_push" {
   project  = var.project_id
@@ -108,6 +126,14 @@ resource "google_cloud_run_v2_service_iam_member" "tasks_invoker_calls_run_sync"
   name     = google_cloudfunctions2_function.run_sync.name
   role     = "roles/run.invoker"
   member   = local.tasks_invoker_member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker_calls_renew_watches" {
+  project  = var.project_id
+  location = google_cloudfunctions2_function.renew_watches.location
+  name     = google_cloudfunctions2_function.renew_watches.name
+  role     = "roles/run.invoker"
+  member   = local.scheduler_member
 }
 
 # --- receive_push runtime ------------------------------------------------------------
@@ -190,6 +216,61 @@ resource "google_service_account_iam_member" "run_sync_signs_own_jwt" {
   service_account_id = google_service_account.run_sync.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.run_sync_member
+}
+
+# --- renew_watches runtime -----------------------------------------------------------
+
+resource "google_project_iam_member" "renew_watches_firestore" {
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = local.renew_watches_member
+
+  condition {
+    title       = "${var.name_prefix} database only"
+    description = "Firestore access limited to the inboxsync database."
+    expression  = local.firestore_condition
+  }
+}
+
+resource "google_cloud_tasks_queue_iam_member" "renew_watches_enqueues" {
+  project  = var.project_id
+  location = google_cloud_tasks_queue.sync.location
+  name     = google_cloud_tasks_queue.sync.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = local.renew_watches_member
+}
+
+# Catch-up tasks carry an OIDC token of tasks-invoker, like receive_push's.
+resource "google_service_account_iam_member" "renew_watches_acts_as_tasks_invoker" {
+  service_account_id = google_service_account.tasks_invoker.name
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.renew_watches_member
+}
+
+# users.watch needs the mailbox's credentials, read the same way run_sync
+# reads them: the refresh-token secrets, with the same name-prefix condition.
+resource "google_project_iam_member" "renew_watches_reads_refresh_tokens" {
+  project = var.project_id
+  role    = "roles/secretmanager.secretAccessor"
+  member  = local.renew_watches_member
+
+  dynamic "condition" {
+    for_each = var.oauth_secret_prefix == null ? [] : [var.oauth_secret_prefix]
+    content {
+      title       = "${var.name_prefix} refresh tokens only"
+      description = "Secrets whose name starts with ${condition.value}."
+      expression  = "resource.name.startsWith(\"projects/${data.google_project.this.number}/secrets/${condition.value}\")"
+    }
+  }
+}
+
+# Delegated mailboxes: renew_watches signs the delegation JWT as run_sync's
+# service account (the one client id authorised in the Workspace admin
+# console), so it may create tokens for that one account only.
+resource "google_service_account_iam_member" "renew_watches_signs_as_run_sync" {
+  service_account_id = google_service_account.run_sync.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = local.renew_watches_member
 }
 
 # --- Builder -------------------------------------------------------------------------

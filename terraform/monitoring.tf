@@ -27,7 +27,7 @@ resource "google_logging_metric" "function_errors" {
   description = "Log lines at ERROR or above from the inboxsync functions."
   filter      = <<-EOT
     resource.type="cloud_run_revision"
-    resource.labels.service_name=("${local.receive_push_name}" OR "${local.run_sync_name}")
+    resource.labels.service_name=("${local.receive_push_name}" OR "${local.run_sync_name}" OR "${local.renew_name}")
     severity>=ERROR
   EOT
 
@@ -56,7 +56,7 @@ resource "google_monitoring_alert_policy" "function_errors" {
   combiner     = "OR"
 
   conditions {
-    display_name = "ERROR log lines in receive_push or run_sync"
+    display_name = "ERROR log lines in receive_push, run_sync or renew_watches"
 
     condition_threshold {
       filter          = "metric.type=\"logging.googleapis.com/user/${google_logging_metric.function_errors.name}\" AND resource.type=\"cloud_run_revision\""

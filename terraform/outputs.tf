@@ -10,6 +10,16 @@ output "run_sync_url" {
   value       = google_cloudfunctions2_function.run_sync.url
 }
 
+output "renew_watches_url" {
+  description = "URL of renew_watches, also the audience of the Cloud Scheduler job's OIDC tokens."
+  value       = google_cloudfunctions2_function.renew_watches.url
+}
+
+output "renew_watches_job" {
+  description = "Cloud Scheduler job that calls renew_watches; `gcloud scheduler jobs run` starts a renewal at once."
+  value       = google_cloud_scheduler_job.renew_watches.id
+}
+
 output "gmail_topic" {
   description = "Full topic name to pass as topicName to users.watch when registering a mailbox."
   value       = google_pubsub_topic.gmail.id
@@ -45,6 +55,11 @@ output "tasks_invoker_email" {
   value       = google_service_account.tasks_invoker.email
 }
 
+output "scheduler_invoker_email" {
+  description = "Service account in the OIDC token of each Cloud Scheduler call of renew_watches."
+  value       = google_service_account.scheduler_invoker.email
+}
+
 output "receive_push_service_account_email" {
   description = "Runtime service account of receive_push."
   value       = google_service_account.receive_push.email
@@ -53,6 +68,11 @@ output "receive_push_service_account_email" {
 output "run_sync_service_account_email" {
   description = "Runtime service account of run_sync; grant it access to each mailbox's refresh-token secret if oauth_secret_prefix is not used."
   value       = google_service_account.run_sync.email
+}
+
+output "renew_watches_service_account_email" {
+  description = "Runtime service account of renew_watches."
+  value       = google_service_account.renew_watches.email
 }
 
 output "run_sync_client_id" {

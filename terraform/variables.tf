@@ -325,6 +325,86 @@ variable "run_sync_timeout_s" {
   }
 }
 
+variable "renew_watches_memory_mb" {
+  type        = number
+  description = "Memory of the renew_watches instance."
+  default     = 256
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096], var.renew_watches_memory_mb)
+    error_message = "renew_watches_memory_mb must be one of 256, 512, 1024, 2048, 4096."
+  }
+}
+
+variable "renew_watches_timeout_s" {
+  type        = number
+  description = "Longest one renewal run may take, all mailboxes together (one users.watch and one task each); also how long Cloud Scheduler waits for it."
+  default     = 540
+
+  validation {
+    # Cloud Scheduler waits at most 30 minutes for an HTTP target.
+    condition     = var.renew_watches_timeout_s >= 60 && var.renew_watches_timeout_s <= 1800 && floor(var.renew_watches_timeout_s) == var.renew_watches_timeout_s
+    error_message = "renew_watches_timeout_s must be a whole number from 60 to 1800."
+  }
+}
+
+# --- Watch renewal schedule ----------------------------------------------------------
+
+variable "renew_watches_schedule" {
+  type        = string
+  description = "Cron schedule of the renew_watches run. Watches lapse after 7 days; mail whose notification Gmail dropped waits at most one interval for the catch-up sync."
+  default     = "17 3 * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.renew_watches_schedule))) == 5
+    error_message = "renew_watches_schedule must be a five-field cron expression such as \"17 3 * * *\"."
+  }
+}
+
+variable "renew_watches_time_zone" {
+  type        = string
+  description = "Time zone (tz database name) the renew_watches schedule is read in."
+  default     = "Etc/UTC"
+
+  validation {
+    condition     = can(regex("^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", var.renew_watches_time_zone))
+    error_message = "renew_watches_time_zone must be a tz database name such as Etc/UTC or Europe/Berlin."
+  }
+}
+
+variable "renew_watches_retry_attempts" {
+  type        = number
+  description = "Retries Cloud Scheduler makes when a run answers 503 (some mailbox, Firestore or Cloud Tasks failed transiently)."
+  default     = 3
+
+  validation {
+    condition     = var.renew_watches_retry_attempts >= 0 && var.renew_watches_retry_attempts <= 5 && floor(var.renew_watches_retry_attempts) == var.renew_watches_retry_attempts
+    error_message = "renew_watches_retry_attempts must be a whole number from 0 to 5."
+  }
+}
+
+variable "renew_watches_min_backoff_s" {
+  type        = number
+  description = "Wait before the first retry of a failed renewal run; it doubles up to 8 times this."
+  default     = 60
+
+  validation {
+    condition     = var.renew_watches_min_backoff_s >= 5 && var.renew_watches_min_backoff_s <= 3600 && floor(var.renew_watches_min_backoff_s) == var.renew_watches_min_backoff_s
+    error_message = "renew_watches_min_backoff_s must be a whole number from 5 to 3600."
+  }
+}
+
+variable "watch_label_ids" {
+  type        = list(string)
+  description = "Gmail label ids each watch covers (labelIds of users.watch). Must match what `inboxsync mailboxes add` used."
+  default     = ["INBOX"]
+
+  validation {
+    condition     = length(var.watch_label_ids) > 0 && alltrue([for label in var.watch_label_ids : can(regex("^[A-Za-z0-9_-]+$", label))])
+    error_message = "watch_label_ids must hold at least one label id (letters, digits, '_' and '-')."
+  }
+}
+
 # --- Product settings ----------------------------------------------------------------
 
 variable "rules_file" {

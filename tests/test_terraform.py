@@ -38,6 +38,7 @@ CONCERN_FILES = (
     "pubsub.tf",
     "tasks.tf",
     "functions.tf",
+    "scheduler.tf",
     "firestore.tf",
     "iam.tf",
     "monitoring.tf",
@@ -67,6 +68,31 @@ RUN_SYNC_ENV = (
     "INBOXSYNC_GMAIL_QUOTA_UNITS_PER_MINUTE",
     "INBOXSYNC_DELEGATED_ADMIN",
 )
+RENEW_WATCHES_ENV = (
+    "INBOXSYNC_RENEW_AUDIENCE",
+    "INBOXSYNC_RENEW_ALLOWED_EMAILS",
+    "INBOXSYNC_GMAIL_TOPIC",
+    "INBOXSYNC_WATCH_LABELS",
+    "INBOXSYNC_TASKS_LOCATION",
+    "INBOXSYNC_TASKS_QUEUE",
+    "INBOXSYNC_SYNC_URL",
+    "INBOXSYNC_SYNC_AUDIENCE",
+    "INBOXSYNC_TASKS_SERVICE_ACCOUNT",
+    "INBOXSYNC_DELEGATED_ADMIN",
+)
+# Where the product reads each function's variables (besides config.py).
+SETTINGS_SOURCES = {
+    "receive_push": ("config.py",),
+    "run_sync": ("config.py", "sync/settings.py"),
+    "renew_watches": ("config.py", "renewal.py"),
+}
+FUNCTIONS = ("receive_push", "run_sync", "renew_watches")
+# Each invoker identity may call exactly one function.
+INVOKERS = {
+    "local.push_invoker_member": "receive_push",
+    "local.tasks_invoker_member": "run_sync",
+    "local.scheduler_member": "renew_watches",
+}
 
 # A number without its unit in the name is a bug waiting for a reader.
 UNIT_SUFFIXES = (
@@ -438,6 +464,10 @@ def test_required_outputs_exist(config: Config) -> None:
         "tasks_invoker_email",
         "receive_push_service_account_email",
         "run_sync_service_account_email",
+        "renew_watches_url",
+        "renew_watches_job",
+        "scheduler_invoker_email",
+        "renew_watches_service_account_email",
     } <= names
 
 
@@ -486,10 +516,17 @@ def test_functions_set_exactly_the_environment_the_product_reads(
     common = config.locals()["common_env"]
     receive_push = config.resource("google_cloudfunctions2_function", "receive_push")
     run_sync = config.resource("google_cloudfunctions2_function", "run_sync")
+    renew = config.resource("google_cloudfunctions2_function", "renew_watches")
     push_env = receive_push.child("service_config").attributes["environment_variables"]
     sync_env = run_sync.child("service_config").attributes["environment_variables"]
+    renew_env = renew.child("service_config").attributes["environment_variables"]
 
-    expected = set(COMMON_ENV) | set(RECEIVE_PUSH_ENV) | set(RUN_SYNC_ENV)
+    expected = (
+        set(COMMON_ENV)
+        | set(RECEIVE_PUSH_ENV)
+        | set(RUN_SYNC_ENV)
+        | set(RENEW_WATCHES_ENV)
+    )
     for name in expected:
         assert name in functions_tf, f"{name} missing from functions.tf"
     mentioned = set(re.findall(r"\bINBOXSYNC_[A-Z0-9_]+", functions_tf))
@@ -497,9 +534,45 @@ def test_functions_set_exactly_the_environment_the_product_reads(
     assert _object_keys(common) >= set(COMMON_ENV)
     assert "local.common_env" in push_env
     assert "local.common_env" in sync_env
+    assert "local.common_env" in renew_env
     assert _object_keys(push_env) == set(RECEIVE_PUSH_ENV)
     assert _object_keys(sync_env) | {"INBOXSYNC_DELEGATED_ADMIN"} == set(RUN_SYNC_ENV)
     assert "INBOXSYNC_DELEGATED_ADMIN" in sync_env
+    assert _object_keys(renew_env) == set(RENEW_WATCHES_ENV)
+    # Watch renewal asks for delegated credentials as the account run_sync uses.
+    assert "var.delegated_admin" in _object_entry(
+        renew_env, "INBOXSYNC_DELEGATED_ADMIN"
+    )
+    assert "run_sync.email" in _object_entry(renew_env, "INBOXSYNC_DELEGATED_ADMIN")
+    assert _object_entry(renew_env, "INBOXSYNC_GMAIL_TOPIC") == (
+        "google_pubsub_topic.gmail.id"
+    )
+
+
+@pytest.mark.parametrize(
+    ("function", "names"),
+    [
+        ("receive_push", COMMON_ENV + RECEIVE_PUSH_ENV),
+        ("run_sync", COMMON_ENV + RUN_SYNC_ENV),
+        ("renew_watches", COMMON_ENV + RENEW_WATCHES_ENV),
+    ],
+)
+def test_every_variable_set_is_read_by_the_product(
+    function: str, names: tuple[str, ...]
+) -> None:
+    package = REPO_ROOT / "shared" / "inboxsync"
+    source = "\n".join(
+        (package / name).read_text() for name in SETTINGS_SOURCES[function]
+    )
+    read = set(re.findall(r'"(INBOXSYNC_[A-Z0-9_]+)"', source))
+    # OIDC settings are read as f"{prefix}_AUDIENCE" with prefix="INBOXSYNC_X".
+    for prefix in re.findall(r'prefix="(INBOXSYNC_[A-Z0-9_]+)"', source):
+        for suffix in re.findall(r'f"\{prefix\}(_[A-Z_]+)"', source):
+            read.add(prefix + suffix)
+
+    unread = [name for name in names if name not in read]
+
+    assert not unread, f"{function}: set by Terraform but never read"
 
 
 def test_functions_run_python_311_from_the_dist_folders(config: Config) -> None:
@@ -509,7 +582,10 @@ def test_functions_run_python_311_from_the_dist_folders(config: Config) -> None:
 
     assert "local.dist_dir" in archive.attributes["source_dir"]
     assert _string(config.locals()["runtime"]) == "python311"
-    for name in ("receive_push", "run_sync"):
+    assert set(re.findall(r'"([a-z_]+)"', config.locals()["function_folders"])) == set(
+        FUNCTIONS
+    )
+    for name in FUNCTIONS:
         function = config.resource("google_cloudfunctions2_function", name)
         build = function.child("build_config")
         assert _string(build.attributes["entry_point"]) == name
@@ -537,12 +613,53 @@ def test_push_audience_is_one_string_shared_by_subscription_and_function(
     assert _object_entry(push_env, "INBOXSYNC_SYNC_AUDIENCE") == "local.run_sync_url"
     assert _object_entry(sync_env, "INBOXSYNC_SYNC_AUDIENCE") == "local.run_sync_url"
     # Each function fails the apply if its real URL is not the computed one.
+    renew = config.resource("google_cloudfunctions2_function", "renew_watches")
     for function, url in (
         (receive_push, "receive_push_url"),
         (run_sync, "run_sync_url"),
+        (renew, "renew_watches_url"),
     ):
         postcondition = function.child("lifecycle").child("postcondition")
         assert postcondition.attributes["condition"] == f"self.url == local.{url}"
+
+
+def test_scheduler_calls_renew_watches_daily_with_its_own_token(
+    config: Config,
+) -> None:
+    job = config.resource("google_cloud_scheduler_job", "renew_watches")
+    target = job.child("http_target")
+    oidc = target.child("oidc_token")
+    renew = config.resource("google_cloudfunctions2_function", "renew_watches")
+    renew_env = renew.child("service_config").attributes["environment_variables"]
+    schedule = next(
+        block
+        for block in config.blocks("variable")
+        if block.labels[0] == "renew_watches_schedule"
+    )
+    apis = config.locals()["project_services"]
+
+    assert job.attributes["schedule"] == "var.renew_watches_schedule"
+    assert job.attributes["time_zone"] == "var.renew_watches_time_zone"
+    assert _string(schedule.attributes["default"]).split()[2:] == ["*", "*", "*"]
+    assert _string(target.attributes["http_method"]) == "POST"
+    assert target.attributes["uri"] == "local.renew_watches_url"
+    assert oidc.attributes["audience"] == "local.renew_watches_url"
+    assert "scheduler_invoker.email" in oidc.attributes["service_account_email"]
+    assert (
+        _object_entry(renew_env, "INBOXSYNC_RENEW_AUDIENCE")
+        == "local.renew_watches_url"
+    )
+    assert "scheduler_invoker.email" in _object_entry(
+        renew_env, "INBOXSYNC_RENEW_ALLOWED_EMAILS"
+    )
+    assert _object_entry(renew_env, "INBOXSYNC_SYNC_URL") == "local.run_sync_url"
+    assert _object_entry(renew_env, "INBOXSYNC_SYNC_AUDIENCE") == "local.run_sync_url"
+    assert "tasks_invoker.email" in _object_entry(
+        renew_env, "INBOXSYNC_TASKS_SERVICE_ACCOUNT"
+    )
+    # A 503 (some mailbox failed transiently) is retried.
+    assert "var." in job.child("retry_config").attributes["retry_count"]
+    assert '"cloudscheduler.googleapis.com"' in apis
 
 
 def test_push_subscription_retries_and_dead_letters(config: Config) -> None:
@@ -595,11 +712,17 @@ def test_no_function_is_public(config: Config) -> None:
 
     assert "allUsers" not in text
     assert "allAuthenticatedUsers" not in text
-    assert {block.attributes["member"] for block in invokers} == {
-        "local.push_invoker_member",
-        "local.tasks_invoker_member",
-    }
-    assert all(_string(b.attributes["role"]) == "roles/run.invoker" for b in invokers)
+    assert len(invokers) == len(INVOKERS)
+    for block in invokers:
+        member = block.attributes["member"]
+        assert member in INVOKERS, f"{member} may call a function"
+        function = f"google_cloudfunctions2_function.{INVOKERS[member]}"
+        assert block.attributes["name"] == f"{function}.name"
+        assert _string(block.attributes["role"]) == "roles/run.invoker"
+    # No project-wide invoker grant that would open every function.
+    for block in config.blocks("resource"):
+        if block.labels[0].startswith("google_project_iam"):
+            assert "roles/run.invoker" not in " ".join(block.attributes.values())
 
 
 def test_runtime_service_accounts_get_the_roles_their_code_needs(
@@ -622,6 +745,40 @@ def test_runtime_service_accounts_get_the_roles_their_code_needs(
         "roles/secretmanager.secretAccessor",
         "roles/iam.serviceAccountTokenCreator",
     }
+    assert grants["local.renew_watches_member"] == {
+        "roles/datastore.user",
+        "roles/cloudtasks.enqueuer",
+        "roles/iam.serviceAccountUser",
+        "roles/secretmanager.secretAccessor",
+        "roles/iam.serviceAccountTokenCreator",
+    }
+    assert grants["local.scheduler_member"] == {"roles/run.invoker"}
+
+
+def test_renew_watches_grants_are_scoped_to_one_resource_each(config: Config) -> None:
+    grants = {
+        _string(block.attributes["role"]): block
+        for block in config.blocks("resource")
+        if block.attributes.get("member") == "local.renew_watches_member"
+    }
+
+    firestore = grants["roles/datastore.user"]
+    assert firestore.child("condition").attributes["expression"] == (
+        "local.firestore_condition"
+    )
+    enqueuer = grants["roles/cloudtasks.enqueuer"]
+    assert enqueuer.labels[0] == "google_cloud_tasks_queue_iam_member"
+    assert enqueuer.attributes["name"] == "google_cloud_tasks_queue.sync.name"
+    acts_as = grants["roles/iam.serviceAccountUser"]
+    assert acts_as.attributes["service_account_id"] == (
+        "google_service_account.tasks_invoker.name"
+    )
+    signs = grants["roles/iam.serviceAccountTokenCreator"]
+    assert signs.attributes["service_account_id"] == (
+        "google_service_account.run_sync.name"
+    )
+    secrets = grants["roles/secretmanager.secretAccessor"]
+    assert "var.oauth_secret_prefix" in secrets.child("dynamic").attributes["for_each"]
 
 
 def test_example_tfvars_only_sets_declared_variables(config: Config) -> None:
