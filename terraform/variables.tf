@@ -431,12 +431,12 @@ variable "gmail_quota_units_per_minute" {
 
 variable "delegated_admin" {
   type        = string
-  description = "Workspace admin address for keyless domain-wide delegation, or null when every mailbox uses its own OAuth refresh token."
+  description = "Service account whose client id is authorised for domain-wide delegation in the Workspace admin console; its JWTs are signed through IAM signJwt (no key). Null means run_sync's own service account. Another account needs roles/iam.serviceAccountTokenCreator granted to run_sync and renew_watches on it."
   default     = null
 
   validation {
-    condition     = var.delegated_admin == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.delegated_admin))
-    error_message = "delegated_admin must be an e-mail address or null."
+    condition     = var.delegated_admin == null || can(regex("^[^@\\s]+@[^@\\s]+\\.iam\\.gserviceaccount\\.com$", var.delegated_admin))
+    error_message = "delegated_admin must be a service account e-mail (NAME@PROJECT.iam.gserviceaccount.com) or null."
   }
 }
 

@@ -17,14 +17,12 @@ from typing import Any, Protocol
 
 from inboxsync import ids
 from inboxsync.errors import PermanentError, TransientError
-from inboxsync.logs import get_logger
 from inboxsync.ports import TaskQueue
 from inboxsync.sync.models import STATUS_ACTIVE, Mailbox
 from inboxsync.sync.registration import MailboxRegistry, register_mailbox
 
 __all__ = ["RenewReport", "WatchedMailbox", "add_mailbox", "renew_watches"]
 
-_log = get_logger("inboxsync.onboarding")
 DEFAULT_LABELS = ("INBOX",)
 
 
@@ -143,13 +141,4 @@ def renew_watches(
             report.retry_later[mailbox.mailbox_id] = str(exc)
         else:
             report.renewed.append(mailbox.mailbox_id)
-    _log.info(
-        "watches renewed",
-        extra={
-            "renewed": len(report.renewed),
-            "failed": len(report.failed),
-            "retry_later": len(report.retry_later),
-            "skipped": len(report.skipped),
-        },
-    )
     return report
