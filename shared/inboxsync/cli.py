@@ -54,7 +54,14 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(status.to_json())
     else:
-        for key in ("push_url", "sync_url", "gmail_api_url", "rules_file", "log_dir"):
+        for key in (
+            "push_url",
+            "sync_url",
+            "renew_url",
+            "gmail_api_url",
+            "rules_file",
+            "log_dir",
+        ):
             print(f"{key:22} {getattr(status, key)}")
         for key in (
             "firestore_emulator_host",
@@ -293,7 +300,7 @@ def _parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=None,
-        help="first of six consecutive ports (0: any free ports)",
+        help="first of seven consecutive ports (0: any free ports)",
     )
     run.add_argument("--rules", help="rules file (default: the bundled local rules)")
     run.add_argument("--no-demo", action="store_true", help="start the stack only")

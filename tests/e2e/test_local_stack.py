@@ -147,6 +147,7 @@ def test_status_json_describes_the_running_stack(
         "project",
         "push_url",
         "sync_url",
+        "renew_url",
         "gmail_api_url",
         "firestore_emulator_host",
         "pubsub_emulator_host",
@@ -312,7 +313,7 @@ def test_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen()
-    base = holder.getsockname()[1]  # receive_push is the first of the six ports
+    base = holder.getsockname()[1]  # receive_push is the first of the ports
     try:
         local = LocalStack(state_dir=tmp_path, base_port=base)
 
@@ -465,6 +466,13 @@ def test_mailboxes_add_list_and_renew_catch_up_mail_without_notification(
         assert renewed.returncode == 0, renewed.stderr
         assert json.loads(renewed.stdout)["renewed"] >= 1
         assert wait_until(lambda: client.message_done(quiet, unnotified), timeout_s=30)
+
+        # The deployed path: the scheduled function does the same work.
+        requests.post(f"{status.gmail_api_url}gmail/v1/users/{quiet}/stop", timeout=10)
+        (second,) = client.deliver(quiet, subject="nobody told us either")
+        scheduled = requests.post(status.renew_url, timeout=30)
+        assert scheduled.status_code == 204, scheduled.text
+        assert wait_until(lambda: client.message_done(quiet, second), timeout_s=30)
         assert client.admin.get_mailbox(quiet)["watch"]  # watching again
     finally:
         client.close()

@@ -150,6 +150,7 @@ def run_stack(*, base_port: int | None, rules_file: Path | None, demo: bool) -> 
         with stack.running() as status:
             _say(f"  receive_push   {status.push_url}")
             _say(f"  run_sync       {status.sync_url}")
+            _say(f"  renew_watches  {status.renew_url}  (POST: renew all watches)")
             _say(f"  Gmail sandbox  {status.gmail_api_url}")
             _say(f"  Firestore      {status.firestore_emulator_host}")
             _say(

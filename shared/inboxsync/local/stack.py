@@ -53,6 +53,7 @@ DEFAULT_PORTS = {
     "firestore": 8684,
     "pubsub": 8685,
     "tasks": 8686,
+    "renew_watches": 8687,
 }
 
 
@@ -75,6 +76,7 @@ class StackStatus:
     project: str
     push_url: str
     sync_url: str
+    renew_url: str
     gmail_api_url: str
     firestore_emulator_host: str
     pubsub_emulator_host: str
@@ -219,6 +221,7 @@ class LocalStack:
 
         push_url = f"http://{HOST}:{ports['receive_push']}/"
         sync_url = f"http://{HOST}:{ports['run_sync']}/"
+        topic = f"projects/{self.project}/topics/{TOPIC}"
         env = {
             "INBOXSYNC_PROJECT": self.project,
             "INBOXSYNC_LOCAL_MODE": "true",
@@ -230,14 +233,14 @@ class LocalStack:
             "INBOXSYNC_SYNC_URL": sync_url,
             "INBOXSYNC_GMAIL_API_URL": gmail_url,
             "INBOXSYNC_RULES_FILE": str(self.rules_file),
+            "INBOXSYNC_GMAIL_TOPIC": topic,
             **self.extra_env,
         }
-        for name in ("receive_push", "run_sync"):
+        for name in ("receive_push", "run_sync", "renew_watches"):
             self._processes.append(
                 start_function(name, ports[name], env, log_dir=self.log_dir)
             )
 
-        topic = f"projects/{self.project}/topics/{TOPIC}"
         subscription = f"projects/{self.project}/subscriptions/{SUBSCRIPTION}"
         pubsub_put(pubsub.address, topic, {})
         pubsub_put(
@@ -254,6 +257,7 @@ class LocalStack:
             project=self.project,
             push_url=push_url,
             sync_url=sync_url,
+            renew_url=f"http://{HOST}:{ports['renew_watches']}/",
             gmail_api_url=gmail_url,
             firestore_emulator_host=firestore.address,
             pubsub_emulator_host=pubsub.address,
