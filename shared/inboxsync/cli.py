@@ -174,10 +174,10 @@ def _mailbox_tools(
 ) -> tuple[SyncFirestore, GmailApiConnector, str]:
     """Firestore store, Gmail adapter and watch topic for the mailbox commands."""
     from inboxsync.adapters.firestore import make_client
-    from inboxsync.adapters.gmail import GmailApiConnector
     from inboxsync.config import EnvReader
     from inboxsync.sync.firestore_store import SyncFirestore
     from inboxsync.sync.settings import SyncSettings
+    from inboxsync.wiring import build_gmail_connector
 
     environ = _environment(args)
     settings = SyncSettings.from_env(environ)
@@ -188,12 +188,7 @@ def _mailbox_tools(
             " pass --topic or set INBOXSYNC_GMAIL_TOPIC (terraform output gmail_topic)",
             2,
         )
-    connector = GmailApiConnector(
-        api_url=settings.gmail_api_url,
-        scopes=settings.gmail_scopes,
-        timeout_s=settings.gmail_timeout_s,
-        delegation_account=settings.delegated_admin,
-    )
+    connector = build_gmail_connector(settings.gmail)
     return SyncFirestore(make_client(settings.common)), connector, topic
 
 

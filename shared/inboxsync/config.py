@@ -18,8 +18,10 @@ __all__ = [
     "DEFAULT_ISSUERS",
     "CommonSettings",
     "EnvReader",
+    "GmailSettings",
     "OidcSettings",
     "PushSettings",
+    "QueueSettings",
 ]
 
 DEFAULT_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
@@ -167,34 +169,22 @@ class CommonSettings:
 
 
 @dataclass(frozen=True)
-class PushSettings:
-    """Settings of the push receiver (`receive_push`)."""
+class QueueSettings:
+    """Where sync tasks go, and the identity Cloud Tasks calls run_sync with."""
 
-    common: CommonSettings
-    oidc: OidcSettings
-    tasks_location: str
-    tasks_queue: str
+    project: str
+    location: str
+    queue: str
     sync_url: str
-    tasks_service_account: str | None
+    service_account: str | None
     sync_audience: str
-    event_ttl_days: int
-    max_body_bytes: int
-    rpc_timeout_s: float
 
     @property
     def queue_path(self) -> str:
-        return (
-            f"projects/{self.common.project}/locations/{self.tasks_location}"
-            f"/queues/{self.tasks_queue}"
-        )
+        return f"projects/{self.project}/locations/{self.location}/queues/{self.queue}"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> PushSettings:
-        env = EnvReader(environ)
-        common = CommonSettings.from_env(env)
-        oidc = OidcSettings.from_env(
-            env, prefix="INBOXSYNC_PUSH", local_mode=common.local_mode
-        )
+    def from_env(cls, env: EnvReader, common: CommonSettings) -> QueueSettings:
         sync_url = env.text("INBOXSYNC_SYNC_URL")
         if not sync_url.startswith(("https://", "http://")):
             raise ConfigError(
@@ -207,13 +197,64 @@ class PushSettings:
                 " whose OIDC token Cloud Tasks attaches to each sync request"
             )
         return cls(
+            project=common.project,
+            location=env.text("INBOXSYNC_TASKS_LOCATION"),
+            queue=env.text("INBOXSYNC_TASKS_QUEUE"),
+            sync_url=sync_url,
+            service_account=service_account,
+            sync_audience=env.text("INBOXSYNC_SYNC_AUDIENCE", sync_url),
+        )
+
+
+@dataclass(frozen=True)
+class GmailSettings:
+    """How to reach Gmail: the API root and the credentials to ask for."""
+
+    api_url: str | None  # the local sandbox's root; None is the real Gmail
+    scopes: tuple[str, ...]
+    timeout_s: float
+    delegated_admin: str | None
+
+    @classmethod
+    def from_env(cls, env: EnvReader) -> GmailSettings:
+        api_url = env.optional("INBOXSYNC_GMAIL_API_URL")
+        if api_url and not api_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"INBOXSYNC_GMAIL_API_URL must be an http(s) URL, got {api_url!r}"
+            )
+        return cls(
+            api_url=api_url,
+            scopes=env.items(
+                "INBOXSYNC_GMAIL_SCOPES",
+                ("https://www.googleapis.com/auth/gmail.modify",),
+            ),
+            timeout_s=env.number("INBOXSYNC_GMAIL_TIMEOUT_S", 30.0, minimum=1.0),
+            delegated_admin=env.optional("INBOXSYNC_DELEGATED_ADMIN"),
+        )
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    """Settings of the push receiver (`receive_push`)."""
+
+    common: CommonSettings
+    oidc: OidcSettings
+    queue: QueueSettings
+    event_ttl_days: int
+    max_body_bytes: int
+    rpc_timeout_s: float
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PushSettings:
+        env = EnvReader(environ)
+        common = CommonSettings.from_env(env)
+        oidc = OidcSettings.from_env(
+            env, prefix="INBOXSYNC_PUSH", local_mode=common.local_mode
+        )
+        return cls(
             common=common,
             oidc=oidc,
-            tasks_location=env.text("INBOXSYNC_TASKS_LOCATION"),
-            tasks_queue=env.text("INBOXSYNC_TASKS_QUEUE"),
-            sync_url=sync_url,
-            tasks_service_account=service_account,
-            sync_audience=env.text("INBOXSYNC_SYNC_AUDIENCE", sync_url),
+            queue=QueueSettings.from_env(env, common),
             event_ttl_days=env.integer(
                 "INBOXSYNC_PUSH_EVENT_TTL_DAYS", 7, minimum=1, maximum=31
             ),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Handler", "IncomingRequest", "Outcome"]
+from inboxsync.auth import TokenVerifier
+from inboxsync.errors import AuthError, ForbiddenError, TransientError
+
+__all__ = ["Handler", "IncomingRequest", "Outcome", "check_caller", "log_outcome"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,49 @@ class Handler(Protocol):
     project: str
 
     def handle(self, request: IncomingRequest) -> Outcome: ...
+
+
+def check_caller(
+    verifier: TokenVerifier | None, request: IncomingRequest
+) -> Outcome | None:
+    """None when the caller may go on; otherwise the answer to give it.
+
+    401 without a valid Google-signed token, 403 for a valid token of an
+    identity not allowed, 503 when Google's certificates cannot be fetched.
+    `verifier` is None only in local mode.
+    """
+    if verifier is None:
+        return None
+    try:
+        verifier.verify(request.header("authorization"))
+    except ForbiddenError as exc:
+        return Outcome(403, "forbidden", str(exc))
+    except AuthError as exc:
+        return Outcome(401, "unauthenticated", str(exc))
+    except TransientError as exc:
+        return Outcome(503, "unavailable", str(exc), exc.retry_after_s)
+    return None
+
+
+def log_outcome(
+    logger: logging.Logger,
+    unit: str,
+    outcome: Outcome,
+    *,
+    started: float,
+    level: int,
+    fields: Mapping[str, Any],
+) -> None:
+    """The one log line of a request: what happened, its status and duration."""
+    logger.log(
+        level,
+        "%s %s",
+        unit,
+        outcome.outcome,
+        extra={
+            **fields,
+            "outcome": outcome.outcome,
+            "status": outcome.status,
+            "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )

@@ -19,8 +19,8 @@ from typing import Any
 from inboxsync import ids
 from inboxsync.auth import TokenVerifier
 from inboxsync.envelope import PushEnvelope, parse_push_body
-from inboxsync.errors import AuthError, ForbiddenError, InvalidPayload, TransientError
-from inboxsync.handling import IncomingRequest, Outcome
+from inboxsync.errors import InvalidPayload, TransientError
+from inboxsync.handling import IncomingRequest, Outcome, check_caller, log_outcome
 from inboxsync.logs import get_logger
 from inboxsync.ports import (
     EVENT_DISPATCHED,
@@ -72,26 +72,15 @@ class PushReceiver:
         started = time.perf_counter()
         fields: dict[str, Any] = {}  # filled in as the push is understood
         outcome = self._handle(request, fields)
-        fields.update(
-            outcome=outcome.outcome,
-            status=outcome.status,
-            detail=outcome.detail,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        fields["detail"] = outcome.detail
         level = _LEVELS.get(outcome.outcome, logging.WARNING)
-        _log.log(level, "push %s", outcome.outcome, extra=fields)
+        log_outcome(_log, "push", outcome, started=started, level=level, fields=fields)
         return outcome
 
     def _handle(self, request: PushRequest, fields: dict[str, Any]) -> PushOutcome:
-        if self._verifier is not None:
-            try:
-                self._verifier.verify(request.header("authorization"))
-            except ForbiddenError as exc:
-                return PushOutcome(403, "forbidden", str(exc))
-            except AuthError as exc:
-                return PushOutcome(401, "unauthenticated", str(exc))
-            except TransientError as exc:
-                return PushOutcome(503, "unavailable", str(exc), exc.retry_after_s)
+        refused = check_caller(self._verifier, request)
+        if refused is not None:
+            return refused
 
         try:
             if request.body_truncated or len(request.body) > self.max_body_bytes:

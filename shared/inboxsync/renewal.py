@@ -24,10 +24,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from inboxsync.auth import OidcVerifier, TokenVerifier
-from inboxsync.config import CommonSettings, EnvReader, OidcSettings
-from inboxsync.errors import AuthError, ConfigError, ForbiddenError, TransientError
-from inboxsync.handling import IncomingRequest, Outcome
-from inboxsync.logs import configure_logging, get_logger
+from inboxsync.config import (
+    CommonSettings,
+    EnvReader,
+    GmailSettings,
+    OidcSettings,
+    QueueSettings,
+)
+from inboxsync.errors import ConfigError, TransientError
+from inboxsync.handling import IncomingRequest, Outcome, check_caller, log_outcome
+from inboxsync.logs import get_logger
 from inboxsync.onboarding import (
     DEFAULT_LABELS,
     MailboxDirectory,
@@ -36,11 +42,11 @@ from inboxsync.onboarding import (
     renew_watches,
 )
 from inboxsync.ports import TaskQueue
+from inboxsync.wiring import build_gmail_connector, build_queue, start_instance
 
 __all__ = ["RenewSettings", "WatchRenewer", "build_watch_renewer"]
 
 _log = get_logger("inboxsync.renew_watches")
-_wiring_log = get_logger("inboxsync.wiring")
 
 # Cloud Scheduler sends an empty body (or a small one); nothing in it is read.
 _MAX_BODY_BYTES = 4096
@@ -63,23 +69,9 @@ class RenewSettings:
     oidc: OidcSettings
     topic: str
     label_ids: tuple[str, ...]
-    gmail_api_url: str | None
-    gmail_scopes: tuple[str, ...]
-    gmail_timeout_s: float
-    delegated_admin: str | None
-    tasks_location: str
-    tasks_queue: str
-    sync_url: str
-    tasks_service_account: str | None
-    sync_audience: str
+    gmail: GmailSettings
+    queue: QueueSettings
     rpc_timeout_s: float
-
-    @property
-    def queue_path(self) -> str:
-        return (
-            f"projects/{self.common.project}/locations/{self.tasks_location}"
-            f"/queues/{self.tasks_queue}"
-        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RenewSettings:
@@ -88,50 +80,19 @@ class RenewSettings:
         oidc = OidcSettings.from_env(
             env, prefix="INBOXSYNC_RENEW", local_mode=common.local_mode
         )
-
         topic = env.text("INBOXSYNC_GMAIL_TOPIC")
         if not _TOPIC.match(topic):
             raise ConfigError(
                 "INBOXSYNC_GMAIL_TOPIC must be the full topic name that users.watch"
                 f" takes, projects/P/topics/T; got {topic!r}"
             )
-        label_ids = env.items("INBOXSYNC_WATCH_LABELS", DEFAULT_LABELS)
-
-        gmail_api_url = env.optional("INBOXSYNC_GMAIL_API_URL")
-        if gmail_api_url and not gmail_api_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"INBOXSYNC_GMAIL_API_URL must be an http(s) URL, got {gmail_api_url!r}"
-            )
-
-        sync_url = env.text("INBOXSYNC_SYNC_URL")
-        if not sync_url.startswith(("https://", "http://")):
-            raise ConfigError(
-                f"INBOXSYNC_SYNC_URL must be an http(s) URL, got {sync_url!r}"
-            )
-        service_account = env.optional("INBOXSYNC_TASKS_SERVICE_ACCOUNT")
-        if not common.local_mode and not service_account:
-            raise ConfigError(
-                "INBOXSYNC_TASKS_SERVICE_ACCOUNT is required: the service account"
-                " whose OIDC token Cloud Tasks attaches to each catch-up sync request"
-            )
-
         return cls(
             common=common,
             oidc=oidc,
             topic=topic,
-            label_ids=label_ids,
-            gmail_api_url=gmail_api_url,
-            gmail_scopes=env.items(
-                "INBOXSYNC_GMAIL_SCOPES",
-                ("https://www.googleapis.com/auth/gmail.modify",),
-            ),
-            gmail_timeout_s=env.number("INBOXSYNC_GMAIL_TIMEOUT_S", 30.0, minimum=1.0),
-            delegated_admin=env.optional("INBOXSYNC_DELEGATED_ADMIN"),
-            tasks_location=env.text("INBOXSYNC_TASKS_LOCATION"),
-            tasks_queue=env.text("INBOXSYNC_TASKS_QUEUE"),
-            sync_url=sync_url,
-            tasks_service_account=service_account,
-            sync_audience=env.text("INBOXSYNC_SYNC_AUDIENCE", sync_url),
+            label_ids=env.items("INBOXSYNC_WATCH_LABELS", DEFAULT_LABELS),
+            gmail=GmailSettings.from_env(env),
+            queue=QueueSettings.from_env(env, common),
             rpc_timeout_s=env.number("INBOXSYNC_RPC_TIMEOUT_S", 10.0, minimum=0.1),
         )
 
@@ -166,26 +127,17 @@ class WatchRenewer:
         started = time.perf_counter()
         fields: dict[str, Any] = {}
         outcome = self._handle(request, fields)
-        fields.update(
-            outcome=outcome.outcome,
-            status=outcome.status,
-            detail=outcome.detail,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
+        fields["detail"] = outcome.detail
         level = _LEVELS.get(outcome.outcome, logging.WARNING)
-        _log.log(level, "watch renewal %s", outcome.outcome, extra=fields)
+        log_outcome(
+            _log, "watch renewal", outcome, started=started, level=level, fields=fields
+        )
         return outcome
 
     def _handle(self, request: IncomingRequest, fields: dict[str, Any]) -> Outcome:
-        if self._verifier is not None:
-            try:
-                self._verifier.verify(request.header("authorization"))
-            except ForbiddenError as exc:
-                return Outcome(403, "forbidden", str(exc))
-            except AuthError as exc:
-                return Outcome(401, "unauthenticated", str(exc))
-            except TransientError as exc:
-                return Outcome(503, "unavailable", str(exc), exc.retry_after_s)
+        refused = check_caller(self._verifier, request)
+        if refused is not None:
+            return refused
 
         try:
             report = renew_watches(
@@ -235,42 +187,21 @@ def _report_fields(report: RenewReport) -> dict[str, Any]:
 def build_watch_renewer(environ: Mapping[str, str] | None = None) -> WatchRenewer:
     """The handler of one `renew_watches` instance, from its environment."""
     # Adapters import the Google SDKs; keep that off module import time.
-    from inboxsync.adapters.cloud_tasks import CloudTasksQueue, make_tasks_client
     from inboxsync.adapters.firestore import make_client
-    from inboxsync.adapters.gmail import GmailApiConnector
     from inboxsync.sync.firestore_store import SyncFirestore
 
     settings = RenewSettings.from_env(environ)
-    configure_logging(settings.common.log_level)
-    if settings.common.local_mode:
-        _wiring_log.warning(
-            "LOCAL MODE: renewal requests are NOT authenticated; this must never run"
-            " outside the emulators",
-            extra={"local_mode": True},
-        )
-
+    start_instance(settings.common, "renew_watches")
     directory = SyncFirestore(
         make_client(settings.common), timeout_s=settings.rpc_timeout_s
-    )
-    connector = GmailApiConnector(
-        api_url=settings.gmail_api_url,
-        scopes=settings.gmail_scopes,
-        timeout_s=settings.gmail_timeout_s,
-        delegation_account=settings.delegated_admin,
-    )
-    queue = CloudTasksQueue(
-        make_tasks_client(settings.common.tasks_emulator_host),
-        queue_path=settings.queue_path,
-        target_url=settings.sync_url,
-        service_account=settings.tasks_service_account,
-        audience=settings.sync_audience,
-        timeout_s=settings.rpc_timeout_s,
     )
     return WatchRenewer(
         verifier=OidcVerifier(settings.oidc) if settings.oidc.enabled else None,
         directory=directory,
-        connector=connector,
-        queue=queue,
+        connector=build_gmail_connector(settings.gmail),
+        queue=build_queue(
+            settings.queue, settings.common, timeout_s=settings.rpc_timeout_s
+        ),
         topic=settings.topic,
         label_ids=settings.label_ids,
         project=settings.common.project,

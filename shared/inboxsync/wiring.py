@@ -9,15 +9,24 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from inboxsync.auth import OidcVerifier
-from inboxsync.config import PushSettings
+from inboxsync.config import CommonSettings, GmailSettings, PushSettings, QueueSettings
 from inboxsync.logs import configure_logging, get_logger
 from inboxsync.receiver import PushReceiver
 
 if TYPE_CHECKING:
     from inboxsync.adapters.cloud_tasks import CloudTasksQueue
     from inboxsync.adapters.firestore import FirestoreStore
+    from inboxsync.adapters.gmail import GmailApiConnector
 
-__all__ = ["Lazy", "PushParts", "build_push_receiver", "push_parts"]
+__all__ = [
+    "Lazy",
+    "PushParts",
+    "build_gmail_connector",
+    "build_push_receiver",
+    "build_queue",
+    "push_parts",
+    "start_instance",
+]
 
 _log = get_logger("inboxsync.wiring")
 T = TypeVar("T")
@@ -43,16 +52,22 @@ class Lazy(Generic[T]):
             self._value = None
 
 
+def start_instance(common: CommonSettings, function: str) -> None:
+    """Set up logging for a function instance; say loudly when auth is off."""
+    configure_logging(common.log_level)
+    if common.local_mode:
+        _log.warning(
+            "LOCAL MODE: %s requests are NOT authenticated; this must never run"
+            " outside the emulators",
+            function,
+            extra={"local_mode": True},
+        )
+
+
 def build_push_receiver() -> PushReceiver:
     """The push receiver of one `receive_push` instance, from its environment."""
     settings = PushSettings.from_env()
-    configure_logging(settings.common.log_level)
-    if settings.common.local_mode:
-        _log.warning(
-            "LOCAL MODE: push requests are NOT authenticated; this must never run"
-            " outside the emulators",
-            extra={"local_mode": True},
-        )
+    start_instance(settings.common, "receive_push")
     return push_parts(settings).receiver
 
 
@@ -65,20 +80,13 @@ class PushParts:
 
 def push_parts(settings: PushSettings) -> PushParts:
     """Firestore store, sync queue and push receiver for these settings."""
-    # Adapters import the Google SDKs; keep that off module import time.
-    from inboxsync.adapters.cloud_tasks import CloudTasksQueue, make_tasks_client
     from inboxsync.adapters.firestore import FirestoreStore, make_client
 
     store = FirestoreStore(
         make_client(settings.common), timeout_s=settings.rpc_timeout_s
     )
-    queue = CloudTasksQueue(
-        make_tasks_client(settings.common.tasks_emulator_host),
-        queue_path=settings.queue_path,
-        target_url=settings.sync_url,
-        service_account=settings.tasks_service_account,
-        audience=settings.sync_audience,
-        timeout_s=settings.rpc_timeout_s,
+    queue = build_queue(
+        settings.queue, settings.common, timeout_s=settings.rpc_timeout_s
     )
     receiver = PushReceiver(
         verifier=OidcVerifier(settings.oidc) if settings.oidc.enabled else None,
@@ -90,3 +98,31 @@ def push_parts(settings: PushSettings) -> PushParts:
         project=settings.common.project,
     )
     return PushParts(store, queue, receiver)
+
+
+def build_queue(
+    queue: QueueSettings, common: CommonSettings, *, timeout_s: float
+) -> CloudTasksQueue:
+    """The Cloud Tasks queue that sync tasks are created in."""
+    from inboxsync.adapters.cloud_tasks import CloudTasksQueue, make_tasks_client
+
+    return CloudTasksQueue(
+        make_tasks_client(common.tasks_emulator_host),
+        queue_path=queue.queue_path,
+        target_url=queue.sync_url,
+        service_account=queue.service_account,
+        audience=queue.sync_audience,
+        timeout_s=timeout_s,
+    )
+
+
+def build_gmail_connector(gmail: GmailSettings) -> GmailApiConnector:
+    """The Gmail adapter (the real API, or the sandbox when its URL is set)."""
+    from inboxsync.adapters.gmail import GmailApiConnector
+
+    return GmailApiConnector(
+        api_url=gmail.api_url,
+        scopes=gmail.scopes,
+        timeout_s=gmail.timeout_s,
+        delegation_account=gmail.delegated_admin,
+    )

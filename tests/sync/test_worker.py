@@ -134,5 +134,5 @@ def test_one_info_line_per_task_without_addresses(caplog) -> None:  # type: igno
     assert len(lines) == 1
     assert lines[0].outcome == "synced"  # type: ignore[attr-defined]
     assert lines[0].messages_new == 1  # type: ignore[attr-defined]
-    assert isinstance(lines[0].elapsed_ms, int)  # type: ignore[attr-defined]
+    assert lines[0].elapsed_ms >= 0  # type: ignore[attr-defined]
     assert "@" not in caplog.text

@@ -20,10 +20,10 @@ def test_defaults_and_derived_values() -> None:
     settings = PushSettings.from_env(BASE)
 
     assert (
-        settings.queue_path
+        settings.queue.queue_path
         == "projects/proj/locations/europe-west1/queues/inboxsync-sync"
     )
-    assert settings.sync_audience == BASE["INBOXSYNC_SYNC_URL"]
+    assert settings.queue.sync_audience == BASE["INBOXSYNC_SYNC_URL"]
     assert settings.oidc.enabled
     assert settings.oidc.allowed_emails == (
         "push@proj.iam.gserviceaccount.com",
@@ -87,4 +87,4 @@ def test_local_mode_turns_auth_off_only_with_emulators() -> None:
     settings = PushSettings.from_env(env)
 
     assert not settings.oidc.enabled
-    assert settings.tasks_service_account is None
+    assert settings.queue.service_account is None

@@ -99,22 +99,16 @@ class _Counting:
 
 def _count_rpcs(env: Mapping[str, str], pushes: int) -> dict[str, dict[str, float]]:
     """Drive the receiver in-process with counting adapters: calls per push."""
-    from inboxsync.adapters.cloud_tasks import CloudTasksQueue, make_tasks_client
     from inboxsync.adapters.firestore import FirestoreStore, make_client
     from inboxsync.config import PushSettings
     from inboxsync.receiver import PushReceiver, PushRequest
+    from inboxsync.wiring import build_queue
 
     settings = PushSettings.from_env(env)
     counts: Counter[str] = Counter()
     store = _Counting(FirestoreStore(make_client(settings.common)), counts, "firestore")
     queue = _Counting(
-        CloudTasksQueue(
-            make_tasks_client(settings.common.tasks_emulator_host),
-            queue_path=settings.queue_path,
-            target_url=settings.sync_url,
-            service_account=None,
-            audience=settings.sync_audience,
-        ),
+        build_queue(settings.queue, settings.common, timeout_s=settings.rpc_timeout_s),
         counts,
         "tasks",
     )

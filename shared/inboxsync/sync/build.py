@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from inboxsync.auth import OidcVerifier
-from inboxsync.logs import configure_logging, get_logger
 from inboxsync.sync.actions import build_actions, default_context, is_known_action_type
 from inboxsync.sync.engine import SyncEngine
 from inboxsync.sync.rules import RuleSet, load_rules, parse_rules
 from inboxsync.sync.settings import SyncSettings
 from inboxsync.sync.worker import SyncWorker
+from inboxsync.wiring import build_gmail_connector, start_instance
 
 __all__ = ["build_sync_worker", "load_checked_rules"]
-
-_log = get_logger("inboxsync.wiring")
 
 
 def load_checked_rules(path: str) -> RuleSet:
@@ -31,29 +29,17 @@ def load_checked_rules(path: str) -> RuleSet:
 def build_sync_worker(environ: Mapping[str, str] | None = None) -> SyncWorker:
     # Adapters import the Google SDKs; keep that off module import time.
     from inboxsync.adapters.firestore import make_client
-    from inboxsync.adapters.gmail import GmailApiConnector
     from inboxsync.sync.firestore_store import SyncFirestore
 
     settings = SyncSettings.from_env(environ)
-    configure_logging(settings.common.log_level)
-    if settings.common.local_mode:
-        _log.warning(
-            "LOCAL MODE: sync requests are NOT authenticated; this must never run"
-            " outside the emulators",
-            extra={"local_mode": True},
-        )
+    start_instance(settings.common, "run_sync")
     rules = load_checked_rules(settings.rules_file)
     context = default_context()
     if environ is not None:
         context = type(context)(environ=dict(environ), session=context.session)
     actions = build_actions(rules, context)
     store = SyncFirestore(make_client(settings.common))
-    gmail = GmailApiConnector(
-        api_url=settings.gmail_api_url,
-        scopes=settings.gmail_scopes,
-        timeout_s=settings.gmail_timeout_s,
-        delegation_account=settings.delegated_admin,
-    )
+    gmail = build_gmail_connector(settings.gmail)
     engine = SyncEngine(
         mailboxes=store,
         messages=store,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from inboxsync.config import CommonSettings, EnvReader, OidcSettings
+from inboxsync.config import CommonSettings, EnvReader, GmailSettings, OidcSettings
 from inboxsync.errors import ConfigError
 from inboxsync.sync.engine import EngineConfig
 from inboxsync.sync.quota import DEFAULT_METHOD_UNITS
@@ -18,13 +18,10 @@ __all__ = ["SyncSettings"]
 class SyncSettings:
     common: CommonSettings
     oidc: OidcSettings
-    gmail_api_url: str | None
     rules_file: str
     max_attempts: int
     engine: EngineConfig
-    delegated_admin: str | None
-    gmail_scopes: tuple[str, ...]
-    gmail_timeout_s: float
+    gmail: GmailSettings
     max_body_bytes: int
 
     @classmethod
@@ -34,11 +31,6 @@ class SyncSettings:
         oidc = OidcSettings.from_env(
             env, prefix="INBOXSYNC_SYNC", local_mode=common.local_mode
         )
-        gmail_api_url = env.optional("INBOXSYNC_GMAIL_API_URL")
-        if gmail_api_url and not gmail_api_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"INBOXSYNC_GMAIL_API_URL must be an http(s) URL, got {gmail_api_url!r}"
-            )
         engine = EngineConfig(
             lease_s=env.number("INBOXSYNC_LEASE_S", 300.0, minimum=10.0),
             full_sync_days=env.integer(
@@ -67,18 +59,12 @@ class SyncSettings:
         return cls(
             common=common,
             oidc=oidc,
-            gmail_api_url=gmail_api_url,
             rules_file=env.text("INBOXSYNC_RULES_FILE"),
             max_attempts=env.integer(
                 "INBOXSYNC_MAX_ATTEMPTS", 10, minimum=1, maximum=1000
             ),
             engine=engine,
-            delegated_admin=env.optional("INBOXSYNC_DELEGATED_ADMIN"),
-            gmail_scopes=env.items(
-                "INBOXSYNC_GMAIL_SCOPES",
-                ("https://www.googleapis.com/auth/gmail.modify",),
-            ),
-            gmail_timeout_s=env.number("INBOXSYNC_GMAIL_TIMEOUT_S", 30.0, minimum=1.0),
+            gmail=GmailSettings.from_env(env),
             max_body_bytes=env.integer(
                 "INBOXSYNC_MAX_BODY_BYTES", 64 * 1024, minimum=1024, maximum=10 << 20
             ),

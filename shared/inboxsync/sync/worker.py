@@ -16,14 +16,12 @@ from typing import Any, Protocol
 
 from inboxsync.auth import TokenVerifier
 from inboxsync.errors import (
-    AuthError,
-    ForbiddenError,
     InvalidPayload,
     PermanentError,
     TransientError,
 )
-from inboxsync.handling import IncomingRequest, Outcome
-from inboxsync.logs import bind, get_logger
+from inboxsync.handling import IncomingRequest, Outcome, check_caller, log_outcome
+from inboxsync.logs import get_logger
 from inboxsync.ports import DeadLetterStore
 from inboxsync.sync.engine import SyncEngine, SyncStats
 from inboxsync.sync.models import SyncTask
@@ -74,31 +72,20 @@ class SyncWorker:
         level = logging.INFO if outcome.status < 500 else logging.WARNING
         if outcome.outcome in {"permanent_error", "gave_up", "invalid"}:
             level = logging.ERROR
-        with bind(**fields):
-            _log.log(
-                level,
-                "sync task %s",
-                outcome.outcome,
-                extra={
-                    "outcome": outcome.outcome,
-                    "status": outcome.status,
-                    "elapsed_ms": int((time.perf_counter() - started) * 1000),
-                    **stats.as_fields(),
-                    **({"error": outcome.detail} if outcome.status != 204 else {}),
-                },
-            )
+        fields.update(stats.as_fields())
+        if outcome.status != 204:
+            fields["error"] = outcome.detail
+        log_outcome(
+            _log, "sync task", outcome, started=started, level=level, fields=fields
+        )
         return outcome
 
     def _handle(
         self, request: SyncRequest, stats: SyncStats, fields: dict[str, Any]
     ) -> SyncOutcome:
-        if self._verifier is not None:
-            try:
-                self._verifier.verify(request.header("Authorization"))
-            except ForbiddenError as exc:
-                return SyncOutcome(403, "forbidden", str(exc))
-            except AuthError as exc:
-                return SyncOutcome(401, "unauthenticated", str(exc))
+        refused = check_caller(self._verifier, request)
+        if refused is not None:
+            return refused
 
         try:
             task = parse_task(request)
