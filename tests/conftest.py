@@ -153,3 +153,39 @@ def oidc_issuer() -> Iterator[OidcIssuer]:
     yield OidcIssuer(f"http://127.0.0.1:{server.server_port}/certs", signer, key_id)
     server.shutdown()
     server.server_close()
+
+
+class PausedQueue:
+    """A Cloud Tasks emulator queue of the test's own, paused so that created
+    tasks stay listed instead of being dispatched."""
+
+    location = "us-central1"
+
+    def __init__(self, tasks_host: str, project: str) -> None:
+        from google.cloud import tasks_v2
+
+        from inboxsync.adapters.cloud_tasks import make_tasks_client
+
+        self.name = f"q{uuid.uuid4().hex[:8]}"
+        self.path = f"projects/{project}/locations/{self.location}/queues/{self.name}"
+        self.client = make_tasks_client(tasks_host)
+        self.client.create_queue(
+            parent=f"projects/{project}/locations/{self.location}",
+            queue=tasks_v2.Queue(name=self.path),
+        )
+        self.client.pause_queue(name=self.path)
+
+    def tasks(self) -> list:  # type: ignore[type-arg]
+        """Every task waiting in the queue, with its full HTTP request."""
+        from google.cloud import tasks_v2
+
+        request = {"parent": self.path, "response_view": tasks_v2.Task.View.FULL}
+        return list(self.client.list_tasks(request=request))
+
+    def task_names(self) -> list[str]:
+        return [task.name for task in self.tasks()]
+
+
+@pytest.fixture
+def paused_queue(tasks_host: str, project_id: str) -> PausedQueue:
+    return PausedQueue(tasks_host, project_id)

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
-from google.cloud import tasks_v2
 
 from inboxsync import ids
-from inboxsync.adapters.cloud_tasks import make_tasks_client
 from inboxsync.adapters.firestore import PUSH_EVENTS
 from inboxsync.local import emulators
 from inboxsync.local.stack import pubsub_put, start_function, wait_until
+
+if TYPE_CHECKING:
+    from conftest import PausedQueue
 
 pytestmark = [pytest.mark.emulators, pytest.mark.e2e]
 
@@ -28,15 +29,8 @@ def test_published_notification_is_pushed_acked_and_queued_once(
     project_id: str,
     firestore_client,  # type: ignore[no-untyped-def]
     tmp_path: Path,
+    paused_queue: PausedQueue,
 ) -> None:
-    location, queue = "local", f"q{os.urandom(3).hex()}"
-    queue_path = f"projects/{project_id}/locations/{location}/queues/{queue}"
-    tasks = make_tasks_client(tasks_host)
-    tasks.create_queue(
-        parent=f"projects/{project_id}/locations/{location}",
-        queue=tasks_v2.Queue(name=queue_path),
-    )
-    tasks.pause_queue(name=queue_path)
     port = emulators.free_port()
     function = start_function(
         "receive_push",
@@ -46,8 +40,8 @@ def test_published_notification_is_pushed_acked_and_queued_once(
             "INBOXSYNC_LOCAL_MODE": "true",
             "FIRESTORE_EMULATOR_HOST": firestore_host,
             "CLOUD_TASKS_EMULATOR_HOST": tasks_host,
-            "INBOXSYNC_TASKS_LOCATION": location,
-            "INBOXSYNC_TASKS_QUEUE": queue,
+            "INBOXSYNC_TASKS_LOCATION": paused_queue.location,
+            "INBOXSYNC_TASKS_QUEUE": paused_queue.name,
             "INBOXSYNC_SYNC_URL": "http://127.0.0.1:9/",
         },
         log_dir=tmp_path,
@@ -85,7 +79,7 @@ def test_published_notification_is_pushed_acked_and_queued_once(
         assert not wait_until(
             lambda: log_path.read_text().count('"message":"push ') > 1, timeout_s=3
         )
-        (task,) = tasks.list_tasks(parent=queue_path)
+        (task,) = paused_queue.tasks()
         assert task.name.endswith(ids.task_name_for_event(event_id))
         log = log_path.read_text()
         (line,) = [json.loads(x) for x in log.splitlines() if '"push ' in x]

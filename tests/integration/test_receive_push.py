@@ -4,26 +4,25 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import functions_framework
 import pytest
-from google.cloud import tasks_v2
 
 from inboxsync import ids
-from inboxsync.adapters.cloud_tasks import make_tasks_client
 from inboxsync.adapters.firestore import DEAD_LETTERS, PUSH_EVENTS
+
+if TYPE_CHECKING:
+    from conftest import PausedQueue
 
 pytestmark = pytest.mark.emulators
 
 SOURCE = Path(__file__).resolve().parents[2] / "functions" / "receive_push" / "main.py"
 AUDIENCE = "https://push.example.test/receive_push"
 SUBSCRIPTION = "projects/p/subscriptions/gmail-push"
-LOCATION = "us-central1"
 CLOSED_PORT_HOST = "127.0.0.1:9"  # discard port: nothing listens there
 
 
@@ -50,23 +49,18 @@ def envelope(
 
 class PushHarness:
     def __init__(
-        self, project: str, tasks_host: str, issuer: Any, firestore_client: Any
+        self,
+        project: str,
+        tasks_host: str,
+        issuer: Any,
+        firestore_client: Any,
+        queue: PausedQueue,
     ):
         self.project = project
         self.tasks_host = tasks_host
         self.issuer = issuer
         self.db = firestore_client
-        self.queue_name = f"q{os.urandom(4).hex()}"
-        self.queue_path = (
-            f"projects/{project}/locations/{LOCATION}/queues/{self.queue_name}"
-        )
-        self.tasks = make_tasks_client(tasks_host)
-        # Paused, so created tasks stay listed instead of being dispatched.
-        self.tasks.create_queue(
-            parent=f"projects/{project}/locations/{LOCATION}",
-            queue=tasks_v2.Queue(name=self.queue_path),
-        )
-        self.tasks.pause_queue(name=self.queue_path)
+        self.queue = queue
 
     def env(self, **overrides: str) -> dict[str, str]:
         env = {
@@ -74,8 +68,8 @@ class PushHarness:
             "INBOXSYNC_PUSH_AUDIENCE": AUDIENCE,
             "INBOXSYNC_PUSH_ALLOWED_EMAILS": "push-invoker@proj.iam.gserviceaccount.com",
             "INBOXSYNC_OIDC_CERTS_URL": self.issuer.certs_url,
-            "INBOXSYNC_TASKS_LOCATION": LOCATION,
-            "INBOXSYNC_TASKS_QUEUE": self.queue_name,
+            "INBOXSYNC_TASKS_LOCATION": self.queue.location,
+            "INBOXSYNC_TASKS_QUEUE": self.queue.name,
             "INBOXSYNC_SYNC_URL": "http://127.0.0.1:9/run_sync",
             "INBOXSYNC_TASKS_SERVICE_ACCOUNT": "tasks-invoker@proj.iam.gserviceaccount.com",
             "CLOUD_TASKS_EMULATOR_HOST": self.tasks_host,
@@ -85,7 +79,7 @@ class PushHarness:
         return env
 
     def task_names(self) -> list[str]:
-        return [t.name for t in self.tasks.list_tasks(parent=self.queue_path)]
+        return self.queue.task_names()
 
     def marker(self, message_id: str) -> dict[str, Any] | None:
         doc = self.db.collection(PUSH_EVENTS).document(
@@ -99,8 +93,12 @@ class PushHarness:
 
 
 @pytest.fixture
-def harness(project_id, tasks_host, oidc_issuer, firestore_client) -> PushHarness:  # type: ignore[no-untyped-def]
-    return PushHarness(project_id, tasks_host, oidc_issuer, firestore_client)
+def harness(
+    project_id, tasks_host, oidc_issuer, firestore_client, paused_queue
+) -> PushHarness:  # type: ignore[no-untyped-def]
+    return PushHarness(
+        project_id, tasks_host, oidc_issuer, firestore_client, paused_queue
+    )
 
 
 Client = Callable[..., Any]
@@ -161,9 +159,7 @@ def test_task_carries_oidc_token_and_event_body(
 
     post(envelope("body-check", history_id=4242))
 
-    (task,) = harness.tasks.list_tasks(
-        request={"parent": harness.queue_path, "response_view": tasks_v2.Task.View.FULL}
-    )
+    (task,) = harness.queue.tasks()
     body = json.loads(task.http_request.body)
     assert body["history_id"] == 4242
     assert body["event_id"] == ids.push_event_id(SUBSCRIPTION, "body-check")

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import functions_framework
 import pytest
 from google.cloud import tasks_v2
 
 from inboxsync import ids
-from inboxsync.adapters.cloud_tasks import make_tasks_client
 from inboxsync.adapters.gmail import GmailApiConnector
 from inboxsync.local.sandbox import (
     FakeClock,
@@ -32,13 +30,15 @@ from inboxsync.logs import JsonFormatter
 from inboxsync.onboarding import add_mailbox
 from inboxsync.sync.firestore_store import SyncFirestore
 
+if TYPE_CHECKING:
+    from conftest import PausedQueue
+
 pytestmark = pytest.mark.emulators
 
 SOURCE = Path(__file__).resolve().parents[2] / "functions" / "renew_watches" / "main.py"
 AUDIENCE = "https://renew.example.test/renew_watches"
 SCHEDULER = "sched-invoker@proj.iam.gserviceaccount.com"
 TOPIC = "projects/proj/topics/gmail"
-LOCATION = "us-central1"
 SYNC_URL = "http://127.0.0.1:9/run_sync"
 SCOPES = ["https://www.googleapis.com/auth/gmail.modify"]
 ALICE = "alice@example.com"
@@ -62,6 +62,7 @@ class RenewHarness:
         issuer: Any,
         firestore_client: Any,
         sandbox: SandboxServer,
+        queue: PausedQueue,
     ) -> None:
         self.project = project
         self.tasks_host = tasks_host
@@ -71,17 +72,7 @@ class RenewHarness:
         self.admin = SandboxAdmin(sandbox.url)
         self.store = SyncFirestore(firestore_client)
         self.connector = GmailApiConnector(api_url=sandbox.url, scopes=SCOPES)
-        self.queue_name = f"q{os.urandom(4).hex()}"
-        self.queue_path = (
-            f"projects/{project}/locations/{LOCATION}/queues/{self.queue_name}"
-        )
-        self.tasks = make_tasks_client(tasks_host)
-        # Paused, so created tasks stay listed instead of being dispatched.
-        self.tasks.create_queue(
-            parent=f"projects/{project}/locations/{LOCATION}",
-            queue=tasks_v2.Queue(name=self.queue_path),
-        )
-        self.tasks.pause_queue(name=self.queue_path)
+        self.queue = queue
 
     def register(self, address: str) -> None:
         """Create the sandbox mailbox and onboard it as `inboxsync mailboxes add`."""
@@ -96,8 +87,8 @@ class RenewHarness:
             "INBOXSYNC_OIDC_CERTS_URL": self.issuer.certs_url,
             "INBOXSYNC_GMAIL_TOPIC": TOPIC,
             "INBOXSYNC_GMAIL_API_URL": self.sandbox_url,
-            "INBOXSYNC_TASKS_LOCATION": LOCATION,
-            "INBOXSYNC_TASKS_QUEUE": self.queue_name,
+            "INBOXSYNC_TASKS_LOCATION": self.queue.location,
+            "INBOXSYNC_TASKS_QUEUE": self.queue.name,
             "INBOXSYNC_SYNC_URL": SYNC_URL,
             "INBOXSYNC_TASKS_SERVICE_ACCOUNT": "tasks-invoker@proj.iam.gserviceaccount.com",
             "CLOUD_TASKS_EMULATOR_HOST": self.tasks_host,
@@ -109,14 +100,7 @@ class RenewHarness:
         return str(self.issuer.token(**{"aud": AUDIENCE, "email": SCHEDULER, **claims}))
 
     def queued(self) -> list[tasks_v2.Task]:
-        return list(
-            self.tasks.list_tasks(
-                request={
-                    "parent": self.queue_path,
-                    "response_view": tasks_v2.Task.View.FULL,
-                }
-            )
-        )
+        return self.queue.tasks()
 
     def queued_mailboxes(self) -> list[str]:
         return sorted(
@@ -131,10 +115,10 @@ class RenewHarness:
 
 @pytest.fixture
 def harness(  # type: ignore[no-untyped-def]
-    project_id, tasks_host, oidc_issuer, firestore_client, sandbox
+    project_id, tasks_host, oidc_issuer, firestore_client, sandbox, paused_queue
 ) -> Iterator[RenewHarness]:
     harness = RenewHarness(
-        project_id, tasks_host, oidc_issuer, firestore_client, sandbox
+        project_id, tasks_host, oidc_issuer, firestore_client, sandbox, paused_queue
     )
     yield harness
     harness.admin.close()
