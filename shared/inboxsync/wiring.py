@@ -47,10 +47,6 @@ class Lazy(Generic[T]):
                     self._value = self._factory()
         return self._value
 
-    def reset(self) -> None:
-        with self._lock:
-            self._value = None
-
 
 def start_instance(common: CommonSettings, function: str) -> None:
     """Set up logging for a function instance; say loudly when auth is off."""

@@ -19,7 +19,6 @@ from inboxsync import ids
 from inboxsync.adapters.firestore import (
     ACTIONS,
     DEAD_LETTERS,
-    MAILBOXES,
     PROCESSED_MESSAGES,
     PUSH_EVENTS,
     make_client,
@@ -176,7 +175,3 @@ class StackClient:
         key = ids.message_key(ids.mailbox_id(address), gmail_id)
         snapshot = self.firestore.collection(PROCESSED_MESSAGES).document(key).get()
         return bool(snapshot.exists and snapshot.get("state") != "claimed")
-
-    def mailbox(self, address: str) -> dict[str, Any]:
-        ref = self.firestore.collection(MAILBOXES).document(ids.mailbox_id(address))
-        return ref.get().to_dict() or {}

@@ -291,16 +291,6 @@ class LocalStack:
     def dead_processes(self) -> list[str]:
         return [p.name for p in self._processes if not p.alive()]
 
-    def env_for_clients(self) -> dict[str, str]:
-        """Environment a CLI or test needs to talk to this stack's services."""
-        assert self.status is not None
-        return {
-            "INBOXSYNC_PROJECT": self.project,
-            "FIRESTORE_EMULATOR_HOST": self.status.firestore_emulator_host,
-            "PUBSUB_EMULATOR_HOST": self.status.pubsub_emulator_host,
-            "CLOUD_TASKS_EMULATOR_HOST": self.status.tasks_emulator_host,
-        }
-
     @contextmanager
     def running(self) -> Iterator[StackStatus]:
         """Start, yield the status, stop even on Ctrl-C or an error."""
